@@ -1,0 +1,227 @@
+// Command sandbox starts every upstream emulator on loopback, so the plugin
+// (and the real vault binary running it) can be exercised end to end
+// without the real services.
+//
+//	sandbox [-addr 127.0.0.1] [-storyden-port 18105] [-state FILE] [-duration 0]
+//	sandbox -state FILE -get storyden.url
+//
+// Once every emulator listens, the state file receives their URLs and seeded
+// root credentials as JSON, e.g.
+// {"storyden":{"url":"http://127.0.0.1:18105","username":"vault-admin","password":"…"}}.
+// The -get form prints one value from it for shell scripts.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storyden"
+)
+
+// upstream is one emulator the command runs. Adding a provider is one entry
+// in upstreams.
+type upstream struct {
+	name        string
+	defaultPort int
+	// build returns the emulator and the root credentials seeded into it,
+	// which go to the state file next to its URL.
+	build func() (sandbox.Emulator, map[string]string, error)
+}
+
+var upstreams = []upstream{
+	{name: "storyden", defaultPort: 18105, build: buildStoryden},
+}
+
+// State is the state file: upstream name → "url" and root credentials.
+type State map[string]map[string]string
+
+func buildStoryden() (sandbox.Emulator, map[string]string, error) {
+	password := envOr("SANDBOX_STORYDEN_PASSWORD", "sandbox-storyden-admin-pw")
+	if len(password) < 8 {
+		return nil, nil, errors.New("SANDBOX_STORYDEN_PASSWORD must have at least 8 characters, as Storyden requires")
+	}
+	emu := storyden.New(storyden.Options{Accounts: []storyden.Account{
+		{Handle: "vault-admin", Password: password, Admin: true},
+		{Handle: "member", Password: "sandbox-member-pw"},
+	}})
+	return emu, map[string]string{"username": "vault-admin", "password": password}, nil
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
+}
+
+// config is what the flags say.
+type config struct {
+	addr      string
+	ports     map[string]*int
+	stateFile string
+	duration  time.Duration
+	get       string
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err == nil {
+		err = dispatch(cfg)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sandbox:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (config, error) {
+	fs := flag.NewFlagSet("sandbox", flag.ContinueOnError)
+	cfg := config{ports: map[string]*int{}}
+	fs.StringVar(&cfg.addr, "addr", "127.0.0.1", "loopback host to listen on")
+	for _, u := range upstreams {
+		cfg.ports[u.name] = fs.Int(u.name+"-port", u.defaultPort, "port of the "+u.name+" emulator (0 = any free port)")
+	}
+	fs.StringVar(&cfg.stateFile, "state", "", "write URLs and seeded credentials here as JSON once listening")
+	fs.DurationVar(&cfg.duration, "duration", 0, "stop after this long (0 = until SIGINT or SIGTERM)")
+	fs.StringVar(&cfg.get, "get", "", "print one value of the -state file, e.g. storyden.url, and exit")
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return cfg, nil
+}
+
+func dispatch(cfg config) error {
+	if cfg.get != "" {
+		if cfg.stateFile == "" {
+			return errors.New("-get needs -state FILE")
+		}
+		return printStateValue(os.Stdout, cfg.stateFile, cfg.get)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if cfg.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.duration)
+		defer cancel()
+	}
+	return run(ctx, cfg, os.Stderr)
+}
+
+// run serves every emulator until ctx ends. The state file exists only
+// while they listen, so a script never reads a previous run's URLs.
+func run(ctx context.Context, cfg config, log io.Writer) error {
+	if cfg.stateFile != "" {
+		if err := os.Remove(cfg.stateFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	servers, state, err := startAll(cfg)
+	defer closeAll(servers)
+	if err != nil {
+		return err
+	}
+	for _, u := range upstreams {
+		fmt.Fprintf(log, "sandbox: %s emulator listening on %s\n", u.name, state[u.name]["url"])
+	}
+	if cfg.stateFile != "" {
+		if err := writeState(cfg.stateFile, state); err != nil {
+			return err
+		}
+		defer os.Remove(cfg.stateFile)
+		fmt.Fprintf(log, "sandbox: state written to %s\n", cfg.stateFile)
+	}
+	<-ctx.Done()
+	fmt.Fprintln(log, "sandbox: stopping")
+	return nil
+}
+
+func startAll(cfg config) ([]*sandbox.Server, State, error) {
+	var servers []*sandbox.Server
+	state := State{}
+	for _, u := range upstreams {
+		emu, creds, err := u.build()
+		if err != nil {
+			return servers, nil, fmt.Errorf("%s: %w", u.name, err)
+		}
+		srv, err := sandbox.Start(emu, net.JoinHostPort(cfg.addr, strconv.Itoa(*cfg.ports[u.name])))
+		if err != nil {
+			return servers, nil, err
+		}
+		servers = append(servers, srv)
+		entry := map[string]string{"url": srv.URL()}
+		for k, v := range creds {
+			entry[k] = v
+		}
+		state[u.name] = entry
+	}
+	return servers, state, nil
+}
+
+func closeAll(servers []*sandbox.Server) {
+	for _, s := range servers {
+		_ = s.Close()
+	}
+}
+
+// writeState writes the file whole (temporary file, then rename) and readable
+// only by its owner, since it holds the emulators' root passwords.
+func writeState(path string, state State) error {
+	body, err := json.MarshalIndent(state, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".sandbox-state-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(body, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// printStateValue prints state[upstream][field] for a key "upstream.field".
+func printStateValue(out io.Writer, path, key string) error {
+	name, field, ok := strings.Cut(key, ".")
+	if !ok {
+		return fmt.Errorf("-get %q: want UPSTREAM.FIELD, e.g. storyden.url", key)
+	}
+	body, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var state State
+	if err := json.Unmarshal(body, &state); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	value, ok := state[name][field]
+	if !ok {
+		return fmt.Errorf("%s has no %s", path, key)
+	}
+	_, err = fmt.Fprintln(out, value)
+	return err
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Configures a running Vault against a running sandbox (bootstrap/cmd/sandbox):
+# enables the plugin's mount for each emulator in the sandbox's state file if it
+# is missing, writes a connection named "sandbox" with the emulator's URL and
+# seeded root credentials, and a role named "app".
+#
+#   bootstrap/configure.sh [STATE_FILE]
+#
+#   STATE_FILE     the sandbox's -state file (default: $SANDBOX_STATE)
+#   VAULT_ADDR     Vault to configure (required), VAULT_TOKEN its token (required)
+#   VAULT_BIN      vault binary (default: vault from PATH)
+#   PLUGIN_NAME    registered plugin name (default: vault-plugin-secrets-apikeys)
+#   MOUNT          mount path for Storyden (default: storyden); STORYDEN_MOUNT wins
+#   SANDBOX_BIN    a built bootstrap/cmd/sandbox binary (default: built here)
+set -euo pipefail
+
+die() { echo "configure.sh: $*" >&2; exit 1; }
+say() { echo "configure.sh: $*" >&2; }
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+state="${1:-${SANDBOX_STATE:-}}"
+[[ -n "$state" ]] || die "usage: $0 STATE_FILE (or set SANDBOX_STATE to the sandbox's -state file)"
+[[ -r "$state" ]] || die "cannot read sandbox state file $state: is the sandbox running with -state $state?"
+[[ -n "${VAULT_ADDR:-}" ]] || die "set VAULT_ADDR to the Vault server to configure"
+[[ -n "${VAULT_TOKEN:-}" ]] || die "set VAULT_TOKEN to a token that may enable mounts and write config"
+vault="${VAULT_BIN:-$(command -v vault || true)}"
+[[ -n "$vault" && -x "$vault" ]] || die "no vault binary: put vault on PATH or set VAULT_BIN (scripts/build-vault.sh builds one)"
+plugin="${PLUGIN_NAME:-vault-plugin-secrets-apikeys}"
+"$vault" token lookup >/dev/null || die "cannot use Vault at $VAULT_ADDR with VAULT_TOKEN (see the error above)"
+
+sandbox="${SANDBOX_BIN:-}"
+if [[ -z "$sandbox" ]]; then
+  build_dir="$(mktemp -d)"
+  trap 'rm -rf "$build_dir"' EXIT
+  sandbox="$build_dir/sandbox"
+  (cd "$repo" && go build -o "$sandbox" ./bootstrap/cmd/sandbox) || die "cannot build bootstrap/cmd/sandbox"
+fi
+
+# state_get KEY prints one value of the state file, e.g. state_get storyden.url.
+state_get() { "$sandbox" -state "$state" -get "$1"; }
+
+# has_upstream NAME tells whether the sandbox runs that emulator.
+has_upstream() { state_get "$1.url" >/dev/null 2>&1; }
+
+# enable_mount PATH enables the plugin at PATH unless a mount of the plugin is
+# already there.
+enable_mount() {
+  local path="$1" type
+  if type="$("$vault" read -field=type "sys/mounts/$path" 2>/dev/null)"; then
+    [[ "$type" == "$plugin" ]] || die "mount $path/ exists with type $type, not $plugin: pick another path"
+    say "mount $path/ already enabled"
+    return
+  fi
+  "$vault" secrets enable -path="$path" "$plugin" >/dev/null \
+    || die "cannot enable $plugin at $path/: is the plugin registered in Vault's catalog?"
+  say "enabled $plugin at $path/"
+}
+
+# write_config PATH PASSWORD ARGS... writes PATH with ARGS plus password=PASSWORD;
+# the password goes through stdin so it never shows in the process list.
+write_config() {
+  local path="$1" password="$2"
+  shift 2
+  printf '%s' "$password" | "$vault" write "$path" "$@" password=- >/dev/null \
+    || die "vault write $path failed"
+  say "wrote $path"
+}
+
+configure_storyden() {
+  local mount="${STORYDEN_MOUNT:-${MOUNT:-storyden}}"
+  enable_mount "$mount"
+  write_config "$mount/config/sandbox" "$(state_get storyden.password)" \
+    provider=storyden base_url="$(state_get storyden.url)" username="$(state_get storyden.username)"
+  "$vault" write "$mount/roles/app" connection=sandbox ttl=5m max_ttl=1h >/dev/null \
+    || die "vault write $mount/roles/app failed"
+  say "wrote $mount/roles/app; try: vault read $mount/creds/app"
+}
+
+# One block per provider the sandbox runs.
+configured=0
+if has_upstream storyden; then configure_storyden; configured=$((configured + 1)); fi
+((configured > 0)) || die "the state file $state names no known emulator"
