@@ -1,0 +1,110 @@
+// Package backend is the Vault secrets engine: paths, validation, TTLs, WAL
+// and lease data. Everything upstream-specific lives in a provider package
+// behind provider.Provider; registry.go lists them.
+package backend
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
+)
+
+// Version is the plugin's version, set at build time with
+// -ldflags "-X github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend.Version=vX.Y.Z".
+var Version = "v0.0.0-dev"
+
+// operationPrefix names every OpenAPI operation of this engine.
+const operationPrefix = "apikeys"
+
+// walRollbackMinAge is well above the slowest issue (Vault cuts requests at
+// 90 s), so a rollback never races a create that is still running.
+const walRollbackMinAge = 10 * time.Minute
+
+const backendHelp = `
+The apikeys secrets engine keeps the root credential of a third-party API in
+Vault and issues short-lived, leased credentials from it. Each lease's
+credential is deleted upstream when the lease ends.
+
+Write a connection to config/NAME, a role to roles/NAME, then read
+creds/ROLE. rotate-root/NAME replaces a connection's root credential upstream.
+`
+
+// backend is the engine.
+type backend struct {
+	*framework.Backend
+
+	providers *registry
+	conns     *connectionCache
+	// rootLocks serialize root rotations (and pending-root recovery) per connection.
+	rootLocks []*locksutil.LockEntry
+	// httpClient is handed to every provider connection; tests swap it.
+	httpClient *http.Client
+}
+
+// Factory returns a new, set-up instance of the engine.
+func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+	b := newBackend(defaultRegistry())
+	if err := b.Setup(ctx, conf); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func newBackend(providers *registry) *backend {
+	b := &backend{
+		providers:  providers,
+		conns:      newConnectionCache(),
+		rootLocks:  locksutil.CreateLocks(),
+		httpClient: &http.Client{Timeout: provider.DefaultRequestTimeout},
+	}
+	b.Backend = &framework.Backend{
+		Help:        strings.TrimSpace(backendHelp),
+		BackendType: logical.TypeLogical,
+		PathsSpecial: &logical.Paths{
+			LocalStorage:    []string{framework.WALPrefix},
+			SealWrapStorage: []string{configStoragePrefix},
+		},
+		Paths: framework.PathAppend(
+			b.pathConfig(),
+			b.pathRoles(),
+			b.pathCreds(),
+			b.pathRotateRoot(),
+		),
+		Secrets:           []*framework.Secret{b.secretCredential()},
+		WALRollback:       b.walRollback,
+		WALRollbackMinAge: walRollbackMinAge,
+		PeriodicFunc:      b.periodic,
+		Invalidate:        b.invalidate,
+		Clean:             b.clean,
+		RunningVersion:    Version,
+	}
+	return b
+}
+
+// invalidate drops the cached upstream session of a connection whose config
+// another node changed.
+func (b *backend) invalidate(_ context.Context, key string) {
+	if name, ok := strings.CutPrefix(key, configStoragePrefix); ok {
+		b.conns.drop(name)
+	}
+}
+
+func (b *backend) clean(_ context.Context) {
+	b.conns.dropAll()
+}
+
+// periodic runs on Vault's rollback tick (once a minute), on the node that
+// may write.
+func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
+	if !b.WriteSafeReplicationState() {
+		return nil
+	}
+	return b.recoverPendingRoots(ctx, req.Storage)
+}

@@ -1,0 +1,166 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
+)
+
+// configStoragePrefix holds connections; it is seal-wrapped.
+const configStoragePrefix = "config/"
+
+// connectionEntry is a stored connection (config/NAME).
+type connectionEntry struct {
+	Provider     string          `json:"provider"`
+	BaseURL      string          `json:"base_url"`
+	AllowedRoles []string        `json:"allowed_roles"`
+	Values       provider.Values `json:"values"`
+	// PendingRoot holds new root values staged by a rotation before the
+	// upstream switched to them; see rotation.go.
+	PendingRoot provider.Values `json:"pending_root,omitempty"`
+	// LastRotation is when Vault last rotated the root.
+	LastRotation time.Time `json:"last_rotation,omitempty"`
+	// Generation changes on every write, so cached sessions built from an
+	// older version are never used.
+	Generation uint64 `json:"generation"`
+}
+
+// allowsRole reports whether allowed_roles admits role.
+func (e *connectionEntry) allowsRole(role string) bool {
+	for _, allowed := range e.AllowedRoles {
+		if allowed == "*" || allowed == role {
+			return true
+		}
+	}
+	return false
+}
+
+func getConnection(ctx context.Context, s logical.Storage, name string) (*connectionEntry, error) {
+	entry, err := s.Get(ctx, configStoragePrefix+name)
+	if err != nil {
+		return nil, fmt.Errorf("read connection %q: %w", name, err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	var conn connectionEntry
+	if err := entry.DecodeJSON(&conn); err != nil {
+		return nil, fmt.Errorf("decode connection %q: %w", name, err)
+	}
+	return &conn, nil
+}
+
+// putConnection stores e under a new generation.
+func putConnection(ctx context.Context, s logical.Storage, name string, e *connectionEntry) error {
+	e.Generation++
+	entry, err := logical.StorageEntryJSON(configStoragePrefix+name, e)
+	if err != nil {
+		return fmt.Errorf("encode connection %q: %w", name, err)
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("write connection %q: %w", name, err)
+	}
+	return nil
+}
+
+// connectionCache keeps one live provider connection (and so one upstream
+// session) per connection name and generation.
+type connectionCache struct {
+	mu    sync.Mutex
+	conns map[string]cachedConnection
+}
+
+type cachedConnection struct {
+	generation uint64
+	conn       provider.Connection
+}
+
+func newConnectionCache() *connectionCache {
+	return &connectionCache{conns: map[string]cachedConnection{}}
+}
+
+// getOrOpen returns the cached connection for this generation or opens one.
+// Opening makes no upstream call, so holding the lock is cheap and ensures
+// concurrent first requests share one connection (and one sign-in).
+func (c *connectionCache) getOrOpen(name string, generation uint64, open func() (provider.Connection, error)) (provider.Connection, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cached, ok := c.conns[name]; ok && cached.generation == generation {
+		return cached.conn, nil
+	}
+	conn, err := open()
+	if err != nil {
+		return nil, err
+	}
+	c.replaceLocked(name, cachedConnection{generation: generation, conn: conn})
+	return conn, nil
+}
+
+// put caches conn for generation, e.g. a connection just verified at config
+// write, whose session is then reused.
+func (c *connectionCache) put(name string, generation uint64, conn provider.Connection) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.replaceLocked(name, cachedConnection{generation: generation, conn: conn})
+}
+
+func (c *connectionCache) replaceLocked(name string, next cachedConnection) {
+	if old, ok := c.conns[name]; ok && old.conn != next.conn {
+		old.conn.Close()
+	}
+	c.conns[name] = next
+}
+
+func (c *connectionCache) drop(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.conns[name]; ok {
+		old.conn.Close()
+		delete(c.conns, name)
+	}
+}
+
+func (c *connectionCache) dropAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, old := range c.conns {
+		old.conn.Close()
+		delete(c.conns, name)
+	}
+}
+
+// openConnection builds a provider connection from stored or candidate values.
+func (b *backend) openConnection(name string, e *connectionEntry, values provider.Values) (provider.Connection, error) {
+	p, ok := b.providers.get(e.Provider)
+	if !ok {
+		return nil, fmt.Errorf("connection %q uses provider %q, which this plugin version does not have", name, e.Provider)
+	}
+	return p.Connect(provider.ConnectionConfig{
+		Name:       name,
+		BaseURL:    e.BaseURL,
+		Values:     values,
+		HTTPClient: b.httpClient,
+		Logger:     b.Logger().Named(e.Provider).With("connection", name),
+	})
+}
+
+// liveConnection loads a connection and returns its cached provider handle.
+// It returns nil, nil, nil when the connection does not exist.
+func (b *backend) liveConnection(ctx context.Context, s logical.Storage, name string) (provider.Connection, *connectionEntry, error) {
+	entry, err := getConnection(ctx, s, name)
+	if err != nil || entry == nil {
+		return nil, nil, err
+	}
+	conn, err := b.conns.getOrOpen(name, entry.Generation, func() (provider.Connection, error) {
+		return b.openConnection(name, entry, entry.Values)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return conn, entry, nil
+}

@@ -1,0 +1,127 @@
+package backend
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
+)
+
+// namePattern is framework.GenericNameRegex anchored: the rule every
+// connection and role name follows.
+var namePattern = regexp.MustCompile(`^\w(([\w-.]+)?\w)?$`)
+
+func validateName(kind, name string) error {
+	if !namePattern.MatchString(name) {
+		return fmt.Errorf("%s name %q is not valid: use letters, digits, '_', '-' and '.', starting and ending with a letter, digit or '_'", kind, name)
+	}
+	return nil
+}
+
+// checkFieldNames refuses request fields that are neither common nor the
+// provider's own, saying which provider a misplaced field belongs to.
+func checkFieldNames(data map[string]any, common map[string]bool, own []provider.Field, owners map[string][]string, providerName string) error {
+	allowed := map[string]bool{}
+	for k := range common {
+		allowed[k] = true
+	}
+	for _, f := range own {
+		allowed[f.Name] = true
+	}
+	var problems []string
+	for _, key := range sortedKeys(data) {
+		if allowed[key] {
+			continue
+		}
+		if others := owners[key]; len(others) > 0 {
+			problems = append(problems, fmt.Sprintf("%s is a field of provider %s, not %s", key, strings.Join(others, "/"), providerName))
+			continue
+		}
+		problems = append(problems, fmt.Sprintf("%s is not a known field", key))
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s; the fields for provider %s are: %s", strings.Join(problems, "; "), providerName, strings.Join(sortedKeys(allowed), ", "))
+}
+
+// applyFields sets the provider fields present in data on top of base (the
+// stored values on update). On create, defaults fill what is missing. Required
+// fields must end up non-empty.
+func applyFields(fields []provider.Field, data map[string]any, base provider.Values, creating bool) (provider.Values, error) {
+	out := base.Clone()
+	for _, f := range fields {
+		raw, given := data[f.Name]
+		switch {
+		case given:
+			v, err := f.Normalize(raw)
+			if err != nil {
+				return nil, err
+			}
+			out[f.Name] = v
+		case creating && f.Default != nil:
+			out[f.Name] = f.Default
+		}
+		if f.Required && isEmpty(out[f.Name]) {
+			return nil, fmt.Errorf("%s is required: %s", f.Name, f.Description)
+		}
+	}
+	return out, nil
+}
+
+func isEmpty(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return true
+	case string:
+		return x == ""
+	case []string:
+		return len(x) == 0
+	case []any:
+		return len(x) == 0
+	}
+	return false
+}
+
+// publicValues drops secret fields, for reads.
+func publicValues(fields []provider.Field, values provider.Values) map[string]any {
+	out := map[string]any{}
+	for _, f := range fields {
+		if f.Secret {
+			continue
+		}
+		if v, ok := values[f.Name]; ok {
+			out[f.Name] = v
+		}
+	}
+	return out
+}
+
+// normalizeBaseURL accepts an absolute http(s) URL with a host and no query,
+// fragment or credentials, and drops trailing slashes.
+func normalizeBaseURL(raw string) (string, error) {
+	raw = strings.TrimSpace(raw)
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("base_url is not valid: give an absolute http:// or https:// URL such as https://api.example.com")
+	}
+	if u.User != nil {
+		return "", fmt.Errorf("base_url must not carry credentials; put them in the provider's own fields")
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("base_url %q must not have a query or fragment", u.Redacted())
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

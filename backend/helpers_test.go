@@ -1,0 +1,274 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
+	storydenemu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storyden"
+)
+
+const (
+	adminHandle   = "vault-admin"
+	adminPassword = "unit-test-admin-password"
+	memberHandle  = "member"
+	memberPass    = "unit-test-member-password"
+)
+
+// testEnv is one backend with in-memory storage and a Storyden emulator.
+type testEnv struct {
+	t        *testing.T
+	b        *backend
+	storage  *logical.InmemStorage
+	upstream *sandbox.Server
+	logs     *syncBuffer
+}
+
+// syncBuffer collects every log line the backend writes, at trace level, so
+// tests can prove no secret is ever logged.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+func newTestEnv(t *testing.T, opts ...func(*storydenemu.Options)) *testEnv {
+	t.Helper()
+	emuOpts := storydenemu.Options{Accounts: []storydenemu.Account{
+		{Handle: adminHandle, Password: adminPassword, Admin: true},
+		{Handle: memberHandle, Password: memberPass},
+	}}
+	for _, o := range opts {
+		o(&emuOpts)
+	}
+	srv, err := sandbox.Start(storydenemu.New(emuOpts), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+
+	logs := &syncBuffer{}
+	config := logical.TestBackendConfig()
+	storage := &logical.InmemStorage{}
+	config.StorageView = storage
+	config.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: logs})
+	config.System = &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
+	b := newBackend(defaultRegistry())
+	b.httpClient = &http.Client{Timeout: 5 * time.Second}
+	if err := b.Setup(context.Background(), config); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Cleanup(context.Background()) })
+	env := &testEnv{t: t, b: b, storage: storage, upstream: srv, logs: logs}
+	t.Cleanup(env.assertNoSecretsLogged)
+	return env
+}
+
+func (e *testEnv) request(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
+	e.t.Helper()
+	return e.b.HandleRequest(context.Background(), &logical.Request{Operation: op, Path: path, Data: data, Storage: e.storage})
+}
+
+// mustOK fails the test unless the request succeeded without an error response.
+func (e *testEnv) mustOK(op logical.Operation, path string, data map[string]any) *logical.Response {
+	e.t.Helper()
+	resp, err := e.request(op, path, data)
+	if err != nil || (resp != nil && resp.IsError()) {
+		e.t.Fatalf("%s %s: err=%v resp=%v", op, path, err, respError(resp))
+	}
+	return resp
+}
+
+// mustBadRequest fails the test unless the request got a 400 whose message contains want.
+func (e *testEnv) mustBadRequest(op logical.Operation, path string, data map[string]any, want string) {
+	e.t.Helper()
+	resp, err := e.request(op, path, data)
+	if err != nil {
+		e.t.Fatalf("%s %s: want a 400 response, got error %v", op, path, err)
+	}
+	if resp == nil || !resp.IsError() {
+		e.t.Fatalf("%s %s: want a 400 response, got %#v", op, path, resp)
+	}
+	if msg := respError(resp); !strings.Contains(msg, want) {
+		e.t.Fatalf("%s %s: error %q does not contain %q", op, path, msg, want)
+	}
+}
+
+func respError(resp *logical.Response) string {
+	if resp == nil || resp.Data == nil {
+		return ""
+	}
+	msg, _ := resp.Data["error"].(string)
+	return msg
+}
+
+func (e *testEnv) storydenConfig(extra map[string]any) map[string]any {
+	data := map[string]any{
+		"provider": "storyden",
+		"base_url": e.upstream.URL(),
+		"username": adminHandle,
+		"password": adminPassword,
+	}
+	for k, v := range extra {
+		data[k] = v
+	}
+	return data
+}
+
+// setup writes connection "main" and role "app".
+func (e *testEnv) setup(roleExtra map[string]any) {
+	e.t.Helper()
+	e.mustOK(logical.CreateOperation, "config/main", e.storydenConfig(nil))
+	role := map[string]any{"connection": "main", "ttl": "10m", "max_ttl": "1h"}
+	for k, v := range roleExtra {
+		role[k] = v
+	}
+	e.mustOK(logical.CreateOperation, "roles/app", role)
+}
+
+// issue reads creds/app and returns the response.
+func (e *testEnv) issue() *logical.Response {
+	e.t.Helper()
+	resp := e.mustOK(logical.ReadOperation, "creds/app", nil)
+	if resp == nil || resp.Secret == nil {
+		e.t.Fatalf("creds/app returned no secret: %#v", resp)
+	}
+	return resp
+}
+
+func (e *testEnv) revoke(resp *logical.Response) error {
+	e.t.Helper()
+	r, err := e.b.HandleRequest(context.Background(), &logical.Request{
+		Operation: logical.RevokeOperation, Storage: e.storage,
+		Secret: roundTrip(e.t, resp.Secret), Data: resp.Data,
+	})
+	if err == nil && r != nil && r.IsError() {
+		return r.Error()
+	}
+	return err
+}
+
+func (e *testEnv) renew(resp *logical.Response, issued time.Time, increment time.Duration) (*logical.Response, error) {
+	e.t.Helper()
+	secret := roundTrip(e.t, resp.Secret)
+	secret.IssueTime = issued
+	secret.Increment = increment
+	return e.b.HandleRequest(context.Background(), &logical.Request{
+		Operation: logical.RenewOperation, Storage: e.storage, Secret: secret, Data: resp.Data,
+	})
+}
+
+// roundTrip passes internal data through JSON as Vault's lease store does.
+func roundTrip(t *testing.T, s *logical.Secret) *logical.Secret {
+	t.Helper()
+	entry, err := logical.StorageEntryJSON("x", s.InternalData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var internal map[string]any
+	if err := entry.DecodeJSON(&internal); err != nil {
+		t.Fatal(err)
+	}
+	copied := *s
+	copied.InternalData = internal
+	return &copied
+}
+
+// keyWorks reports whether an issued access key authenticates at Storyden.
+func (e *testEnv) keyWorks(key string) bool {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, e.upstream.URL()+"/api/accounts", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// signInStatus tries a password at Storyden directly.
+func (e *testEnv) signInStatus(handle, password string) int {
+	e.t.Helper()
+	body := strings.NewReader(`{"identifier":"` + handle + `","token":"` + password + `"}`)
+	resp, err := http.Post(e.upstream.URL()+"/api/auth/password/signin", "application/json", body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (e *testEnv) liveKeys() []sandbox.Object {
+	var live []sandbox.Object
+	for _, o := range e.upstream.Objects() {
+		if o.Live {
+			live = append(live, o)
+		}
+	}
+	return live
+}
+
+func (e *testEnv) walCount() int {
+	e.t.Helper()
+	keys, err := e.storage.List(context.Background(), "wal/")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return len(keys)
+}
+
+func (e *testEnv) storedPassword(name string) string {
+	e.t.Helper()
+	entry, err := getConnection(context.Background(), e.storage, name)
+	if err != nil || entry == nil {
+		e.t.Fatalf("connection %s: %v", name, err)
+	}
+	return entry.Values.String("password")
+}
+
+// assertNoSecretsLogged checks every log line against the passwords the test
+// used and any sdpak_ key.
+func (e *testEnv) assertNoSecretsLogged() {
+	logs := e.logs.String()
+	for _, secret := range []string{adminPassword, memberPass, "sdpak_"} {
+		if strings.Contains(logs, secret) {
+			e.t.Errorf("a secret (%.6s…) appears in the logs", secret)
+		}
+	}
+	for _, pw := range e.rotatedPasswords() {
+		if strings.Contains(logs, pw) {
+			e.t.Errorf("a rotated password appears in the logs")
+		}
+	}
+}
+
+func (e *testEnv) rotatedPasswords() []string {
+	names, _ := e.storage.List(context.Background(), configStoragePrefix)
+	var out []string
+	for _, n := range names {
+		if entry, _ := getConnection(context.Background(), e.storage, n); entry != nil {
+			out = append(out, entry.Values.String("password"))
+		}
+	}
+	return out
+}

@@ -1,0 +1,249 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
+)
+
+// Common connection field names.
+const (
+	fieldName             = "name"
+	fieldProvider         = "provider"
+	fieldBaseURL          = "base_url"
+	fieldVerifyConnection = "verify_connection"
+	fieldAllowedRoles     = "allowed_roles"
+)
+
+var commonConfigFields = map[string]bool{
+	fieldName: true, fieldProvider: true, fieldBaseURL: true, fieldVerifyConnection: true, fieldAllowedRoles: true,
+}
+
+func connectionFields(p provider.Provider) []provider.Field { return p.ConnectionFields() }
+
+func (b *backend) pathConfig() []*framework.Path {
+	fields := b.providers.schema(connectionFields)
+	fields[fieldName] = &framework.FieldSchema{Type: framework.TypeString, Required: true,
+		Description: "Name of the connection."}
+	fields[fieldProvider] = &framework.FieldSchema{Type: framework.TypeString,
+		Description: "Upstream service: one of " + b.providers.list() + ". Required at create; fixed afterwards."}
+	fields[fieldBaseURL] = &framework.FieldSchema{Type: framework.TypeString,
+		Description: "Address of the upstream API. Defaults to the provider's public address; required for storyden."}
+	fields[fieldVerifyConnection] = &framework.FieldSchema{Type: framework.TypeBool, Default: true,
+		Description: "Prove the root credential works upstream before storing the connection."}
+	fields[fieldAllowedRoles] = &framework.FieldSchema{Type: framework.TypeCommaStringSlice,
+		Description: `Roles that may use this connection: names, or "*" for all (the default).`}
+
+	return []*framework.Path{
+		{
+			Pattern:      "config/?$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "connections"},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{Callback: b.pathConfigList, Summary: "List connection names."},
+			},
+			HelpSynopsis:    "List the configured connections.",
+			HelpDescription: "Lists the names of every connection written to config/NAME.",
+		},
+		{
+			Pattern:        "config/" + framework.MatchAllRegex(fieldName),
+			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "connection"},
+			Fields:         fields,
+			ExistenceCheck: b.pathConfigExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.CreateOperation: writeOperation(b.pathConfigWrite, "Create a connection."),
+				logical.UpdateOperation: writeOperation(b.pathConfigWrite, "Update a connection; omitted fields keep their values."),
+				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathConfigRead, Summary: "Read a connection (never its secrets)."},
+				logical.DeleteOperation: writeOperation(b.pathConfigDelete, "Delete a connection."),
+			},
+			HelpSynopsis: "A named connection to an upstream service: provider, base_url and root credential.",
+			HelpDescription: `A connection holds the root credential of one upstream account. Its
+provider is fixed once created. Secret fields are write-only: reads never
+return them. With verify_connection=true (the default) the credential is
+proven upstream before anything is stored.`,
+		},
+	}
+}
+
+// writeOperation marks a write so performance standbys and secondaries
+// forward it to the node that may write.
+func writeOperation(cb framework.OperationFunc, summary string) *framework.PathOperation {
+	return &framework.PathOperation{
+		Callback:                    cb,
+		Summary:                     summary,
+		ForwardPerformanceStandby:   true,
+		ForwardPerformanceSecondary: true,
+	}
+}
+
+func (b *backend) pathConfigExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
+	name := d.Get(fieldName).(string)
+	if validateName("connection", name) != nil {
+		return false, nil
+	}
+	entry, err := getConnection(ctx, req.Storage, name)
+	return entry != nil, err
+}
+
+func (b *backend) pathConfigList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	names, err := req.Storage.List(ctx, configStoragePrefix)
+	if err != nil {
+		return nil, err
+	}
+	return logical.ListResponse(names), nil
+}
+
+func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get(fieldName).(string)
+	if err := validateName("connection", name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	entry, err := getConnection(ctx, req.Storage, name)
+	if err != nil || entry == nil {
+		return nil, err
+	}
+	data := map[string]any{
+		fieldProvider:     entry.Provider,
+		fieldBaseURL:      entry.BaseURL,
+		fieldAllowedRoles: entry.AllowedRoles,
+	}
+	if p, ok := b.providers.get(entry.Provider); ok {
+		for k, v := range publicValues(p.ConnectionFields(), entry.Values) {
+			data[k] = v
+		}
+	}
+	if !entry.LastRotation.IsZero() {
+		data["last_vault_rotation"] = provider.Timestamp(entry.LastRotation)
+	}
+	return &logical.Response{Data: data}, nil
+}
+
+func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get(fieldName).(string)
+	if err := validateName("connection", name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	if err := req.Storage.Delete(ctx, configStoragePrefix+name); err != nil {
+		return nil, err
+	}
+	b.conns.drop(name)
+	return nil, nil
+}
+
+// pathConfigWrite validates everything, proves the credential upstream when
+// asked to, and only then stores the connection.
+func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get(fieldName).(string)
+	if err := validateName("connection", name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	existing, err := getConnection(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	entry, p, err := b.connectionFromRequest(name, existing, req.Data, d)
+	if err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	conn, err := b.openConnection(name, entry, entry.Values)
+	if err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	if d.Get(fieldVerifyConnection).(bool) {
+		if err := conn.Verify(ctx); err != nil {
+			conn.Close()
+			return logical.ErrorResponse(fmt.Sprintf("verify_connection failed, nothing was stored: %v; fix the %s credentials or base_url, or write verify_connection=false to store without checking", err, p.Name())), nil
+		}
+	}
+	if err := putConnection(ctx, req.Storage, name, entry); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	b.conns.put(name, entry.Generation, conn)
+	return nil, nil
+}
+
+// connectionFromRequest merges the request into the stored connection (or a
+// new one) and validates the result.
+func (b *backend) connectionFromRequest(name string, existing *connectionEntry, data map[string]any, d *framework.FieldData) (*connectionEntry, provider.Provider, error) {
+	creating := existing == nil
+	entry := &connectionEntry{AllowedRoles: []string{"*"}, Values: provider.Values{}}
+	if !creating {
+		copied := *existing
+		entry = &copied
+	}
+	requested, _ := data[fieldProvider].(string)
+	switch {
+	case creating && requested == "":
+		return nil, nil, fmt.Errorf("provider is required: one of %s", b.providers.list())
+	case creating:
+		entry.Provider = requested
+	case requested != "" && requested != existing.Provider:
+		return nil, nil, fmt.Errorf("provider cannot change from %s to %s: delete config/%s and write it again, or use another name", existing.Provider, requested, name)
+	}
+	p, ok := b.providers.get(entry.Provider)
+	if !ok {
+		return nil, nil, fmt.Errorf("provider %q is not known: use one of %s", entry.Provider, b.providers.list())
+	}
+	if err := checkFieldNames(data, commonConfigFields, p.ConnectionFields(), b.providers.fieldOwners(connectionFields), p.Name()); err != nil {
+		return nil, nil, err
+	}
+	values, err := applyFields(p.ConnectionFields(), data, entry.Values, creating)
+	if err != nil {
+		return nil, nil, err
+	}
+	entry.Values = values
+	if err := b.applyBaseURL(entry, p, data, creating); err != nil {
+		return nil, nil, err
+	}
+	if raw, ok := d.GetOk(fieldAllowedRoles); ok {
+		roles := raw.([]string)
+		if len(roles) == 0 {
+			return nil, nil, fmt.Errorf(`allowed_roles must name at least one role, or "*" for all`)
+		}
+		for _, role := range roles {
+			if role != "*" && validateName("role", role) != nil {
+				return nil, nil, fmt.Errorf(`allowed_roles entry %q is not a role name: use role names or "*"`, role)
+			}
+		}
+		entry.AllowedRoles = roles
+	}
+	return entry, p, nil
+}
+
+func (b *backend) applyBaseURL(entry *connectionEntry, p provider.Provider, data map[string]any, creating bool) error {
+	raw, given := data[fieldBaseURL].(string)
+	switch {
+	case given:
+	case creating:
+		raw = p.DefaultBaseURL()
+	default:
+		return nil
+	}
+	if raw == "" {
+		return fmt.Errorf("base_url is required for provider %s: the address of its API", p.Name())
+	}
+	normalized, err := normalizeBaseURL(raw)
+	if err != nil {
+		return err
+	}
+	entry.BaseURL = normalized
+	return nil
+}
+
+// errorResponseFor turns a provider error into a 400 when it is the caller's
+// to fix, or a coded error when the upstream failed.
+func errorResponseFor(err error) (*logical.Response, error) {
+	if errors.Is(err, provider.ErrInvalidInput) {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	var ue *provider.UpstreamError
+	if errors.As(err, &ue) {
+		return nil, logical.CodedError(502, err.Error())
+	}
+	return nil, err
+}

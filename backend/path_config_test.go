@@ -1,0 +1,154 @@
+package backend
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func TestConfig_WriteReadNeverReturnsSecret(t *testing.T) {
+	env := newTestEnv(t)
+	env.mustOK(logical.CreateOperation, "config/main", env.storydenConfig(map[string]any{"allowed_roles": "app,ops"}))
+
+	resp := env.mustOK(logical.ReadOperation, "config/main", nil)
+	if _, ok := resp.Data["password"]; ok {
+		t.Fatal("config read returned the password")
+	}
+	for k, v := range resp.Data {
+		if s, ok := v.(string); ok && strings.Contains(s, adminPassword) {
+			t.Fatalf("config read field %s carries the password", k)
+		}
+	}
+	want := map[string]any{"provider": "storyden", "base_url": env.upstream.URL(), "username": adminHandle}
+	for k, v := range want {
+		if resp.Data[k] != v {
+			t.Errorf("%s = %v, want %v", k, resp.Data[k], v)
+		}
+	}
+	if roles := resp.Data["allowed_roles"].([]string); strings.Join(roles, ",") != "app,ops" {
+		t.Errorf("allowed_roles = %v", roles)
+	}
+	if env.storedPassword("main") != adminPassword {
+		t.Fatal("the password was not stored")
+	}
+	list := env.mustOK(logical.ListOperation, "config/", nil)
+	if keys := list.Data["keys"].([]string); len(keys) != 1 || keys[0] != "main" {
+		t.Fatalf("list = %v", keys)
+	}
+}
+
+func TestConfig_SecretFieldsAreSensitiveAndSealWrapped(t *testing.T) {
+	env := newTestEnv(t)
+	fields := env.b.Route("config/x").Fields
+	if !fields["password"].DisplayAttrs.Sensitive {
+		t.Error("password is not marked Sensitive")
+	}
+	if fields["username"].DisplayAttrs.Sensitive {
+		t.Error("username is marked Sensitive")
+	}
+	if got := env.b.SpecialPaths().SealWrapStorage; len(got) != 1 || got[0] != "config/" {
+		t.Errorf("SealWrapStorage = %v, want [config/]", got)
+	}
+}
+
+func TestConfig_BadInputIs400AndStoresNothing(t *testing.T) {
+	cases := []struct {
+		name  string
+		path  string
+		patch map[string]any
+		drop  []string
+		want  string
+	}{
+		{"no provider", "config/c", nil, []string{"provider"}, "provider is required"},
+		{"unknown provider", "config/c", map[string]any{"provider": "nope"}, nil, `provider "nope" is not known`},
+		{"unknown field", "config/c", map[string]any{"colour": "blue"}, nil, "colour is not a known field"},
+		{"missing password", "config/c", nil, []string{"password"}, "password is required"},
+		{"short password", "config/c", map[string]any{"password": "short"}, nil, "at least 8 characters"},
+		{"missing base_url", "config/c", nil, []string{"base_url"}, "base_url is required for provider storyden"},
+		{"relative base_url", "config/c", map[string]any{"base_url": "forum.example.com"}, nil, "base_url is not valid"},
+		{"ftp base_url", "config/c", map[string]any{"base_url": "ftp://forum.example.com"}, nil, "base_url is not valid"},
+		{"base_url with query", "config/c", map[string]any{"base_url": "https://forum.example.com?x=1"}, nil, "must not have a query"},
+		{"base_url with /api", "config/c", map[string]any{"base_url": "https://forum.example.com/api"}, nil, "without /api"},
+		{"base_url with credentials", "config/c", map[string]any{"base_url": "https://u:p@forum.example.com"}, nil, "must not carry credentials"},
+		{"bad name", "config/-bad-", nil, nil, "connection name \"-bad-\" is not valid"},
+		{"bad allowed role", "config/c", map[string]any{"allowed_roles": "ok,bad name"}, nil, `allowed_roles entry "bad name"`},
+		{"wrong password", "config/c", map[string]any{"password": "wrong-password-123"}, nil, "verify_connection failed"},
+		{"unknown handle", "config/c", map[string]any{"username": "nobody"}, nil, "HTTP 404"},
+		{"no key permission", "config/c", map[string]any{"username": memberHandle, "password": memberPass}, nil, "USE_PERSONAL_ACCESS_KEYS"},
+		{"bad bool", "config/c", map[string]any{"verify_connection": "maybe"}, nil, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			data := env.storydenConfig(tc.patch)
+			for _, k := range tc.drop {
+				delete(data, k)
+			}
+			resp, err := env.request(logical.CreateOperation, tc.path, data)
+			if tc.want == "" {
+				// The framework itself rejects a value of the wrong type.
+				if err == nil && (resp == nil || !resp.IsError()) {
+					t.Fatalf("want an error, got %#v", resp)
+				}
+			} else {
+				env.mustBadRequest(logical.CreateOperation, tc.path, data, tc.want)
+			}
+			if keys, _ := env.storage.List(context.Background(), "config/"); len(keys) != 0 {
+				t.Fatalf("a failed write stored %v", keys)
+			}
+		})
+	}
+}
+
+func TestConfig_UpdateKeepsOmittedFieldsAndProviderIsFixed(t *testing.T) {
+	env := newTestEnv(t)
+	env.mustOK(logical.CreateOperation, "config/main", env.storydenConfig(nil))
+	env.mustOK(logical.UpdateOperation, "config/main", map[string]any{"allowed_roles": "app"})
+	if env.storedPassword("main") != adminPassword {
+		t.Fatal("update without password lost the stored password")
+	}
+	env.mustBadRequest(logical.UpdateOperation, "config/main", map[string]any{"provider": "dstor"}, "provider cannot change from storyden to dstor")
+	env.mustBadRequest(logical.UpdateOperation, "config/main", map[string]any{"password": "wrong-password-123"}, "verify_connection failed")
+	if env.storedPassword("main") != adminPassword {
+		t.Fatal("a failed update changed the stored password")
+	}
+}
+
+func TestConfig_VerifyConnectionFalseStoresWithoutUpstreamCall(t *testing.T) {
+	env := newTestEnv(t)
+	env.mustOK(logical.CreateOperation, "config/main", env.storydenConfig(map[string]any{"password": "wrong-password-123", "verify_connection": false}))
+	if calls := env.upstream.Calls(); len(calls) != 0 {
+		t.Fatalf("verify_connection=false made upstream calls: %v", calls)
+	}
+}
+
+func TestConfig_StorageFailureStoresNothing(t *testing.T) {
+	env := newTestEnv(t)
+	env.storage.FailPut(true)
+	resp, err := env.request(logical.CreateOperation, "config/main", env.storydenConfig(nil))
+	if err == nil {
+		t.Fatalf("want an error when storage fails, got %#v", resp)
+	}
+	if strings.Contains(err.Error(), adminPassword) {
+		t.Fatal("the error carries the password")
+	}
+	env.storage.FailPut(false)
+	if resp := env.mustOK(logical.ReadOperation, "config/main", nil); resp != nil {
+		t.Fatalf("config exists after a failed write: %v", resp.Data)
+	}
+}
+
+func TestConfig_DeleteAndInvalidateDropSession(t *testing.T) {
+	env := newTestEnv(t)
+	env.setup(nil)
+	env.issue()
+	env.b.Invalidate(context.Background(), "config/main")
+	env.issue()
+	if got := env.upstream.Calls()["POST /api/auth/password/signin"]; got != 2 {
+		t.Fatalf("sign-ins after Invalidate = %d, want 2 (config write, then after invalidation)", got)
+	}
+	env.mustOK(logical.DeleteOperation, "config/main", nil)
+	env.mustBadRequest(logical.ReadOperation, "creds/app", nil, `connection "main", which does not exist`)
+}

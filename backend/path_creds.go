@@ -1,0 +1,189 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
+)
+
+const fieldRole = "role"
+
+// cleanupTimeout bounds the immediate rollback after a failed issue; it runs
+// on its own context because the request's may already be cancelled.
+const cleanupTimeout = 30 * time.Second
+
+// uniqueAlphabet and uniqueLen make the suffix of upstream object names:
+// 12 base-36 characters, about 62 bits.
+const (
+	uniqueAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	uniqueLen      = 12
+)
+
+func (b *backend) pathCreds() []*framework.Path {
+	return []*framework.Path{{
+		Pattern:      "creds/" + framework.MatchAllRegex(fieldRole),
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "generate", OperationSuffix: "credentials"},
+		Fields: map[string]*framework.FieldSchema{
+			fieldRole: {Type: framework.TypeString, Required: true, Description: "Name of the role."},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation:   &framework.PathOperation{Callback: b.pathCredsIssue, Summary: "Issue a new leased credential."},
+			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathCredsIssue, Summary: "Issue a new leased credential (for clients that POST)."},
+		},
+		HelpSynopsis: "Issue a leased credential for a role.",
+		HelpDescription: `Each read mints a new credential upstream and returns it with a lease.
+When the lease ends (TTL, vault lease revoke, token revocation) the
+credential is deleted upstream where the provider's API allows it.`,
+	}}
+}
+
+// issuePlan is everything decided before the upstream call.
+type issuePlan struct {
+	roleName string
+	role     *roleEntry
+	connName string
+	ttl      time.Duration
+	maxTTL   time.Duration
+	warnings []string
+}
+
+func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	plan, msg, err := b.planIssue(ctx, req.Storage, d.Get(fieldRole).(string))
+	if err != nil {
+		return nil, err
+	}
+	if msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+	conn, entry, err := b.liveConnection(ctx, req.Storage, plan.connName)
+	if err != nil {
+		return nil, err
+	}
+	if entry == nil || entry.Provider != plan.role.Provider || !entry.allowsRole(plan.roleName) {
+		return logical.ErrorResponse(fmt.Sprintf("connection %q changed while the credential was being issued; try again", plan.connName)), nil
+	}
+	return b.issue(ctx, req.Storage, plan, entry, conn)
+}
+
+// planIssue loads the role and its connection and fixes the lease's TTLs. A
+// problem the caller must fix comes back as a message.
+func (b *backend) planIssue(ctx context.Context, s logical.Storage, roleName string) (*issuePlan, string, error) {
+	if err := validateName("role", roleName); err != nil {
+		return nil, err.Error(), nil
+	}
+	role, err := getRole(ctx, s, roleName)
+	if err != nil {
+		return nil, "", err
+	}
+	if role == nil {
+		return nil, fmt.Sprintf("role %q does not exist: write roles/%s first", roleName, roleName), nil
+	}
+	conn, err := getConnection(ctx, s, role.Connection)
+	if err != nil {
+		return nil, "", err
+	}
+	switch {
+	case conn == nil:
+		return nil, fmt.Sprintf("role %q uses connection %q, which does not exist: write config/%s or point the role at another connection", roleName, role.Connection, role.Connection), nil
+	case conn.Provider != role.Provider:
+		return nil, fmt.Sprintf("role %q was written for provider %s but connection %q is now %s: write the role again", roleName, role.Provider, role.Connection, conn.Provider), nil
+	case !conn.allowsRole(roleName):
+		return nil, fmt.Sprintf("connection %q no longer allows role %q: add the role to its allowed_roles", role.Connection, roleName), nil
+	}
+	ttl, warnings, err := framework.CalculateTTL(b.System(), 0, role.TTL, 0, role.MaxTTL, 0, time.Time{})
+	if err != nil {
+		return nil, "", err
+	}
+	return &issuePlan{
+		roleName: roleName, role: role, connName: role.Connection,
+		ttl: ttl, maxTTL: effectiveMaxTTL(b.System(), role.MaxTTL), warnings: warnings,
+	}, "", nil
+}
+
+// effectiveMaxTTL is the role's max_ttl capped by the mount's (or system's) maximum.
+func effectiveMaxTTL(sys logical.SystemView, roleMax time.Duration) time.Duration {
+	max := sys.MaxLeaseTTL()
+	if roleMax > 0 && roleMax < max {
+		return roleMax
+	}
+	return max
+}
+
+// issue creates the credential upstream under a WAL entry, so that a crash or
+// failure at any point leaves nothing behind upstream for long.
+func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan, entry *connectionEntry, conn provider.Connection) (*logical.Response, error) {
+	unique, err := provider.RandomString(uniqueLen, uniqueAlphabet)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	objectName := fmt.Sprintf("%s-%s-%s", b.namePrefix(plan.role), plan.roleName, unique)
+	walID, err := putIssueWAL(ctx, s, walIssue{Connection: plan.connName, Provider: entry.Provider, Role: plan.roleName, Name: objectName, CreatedAt: now.Unix()})
+	if err != nil {
+		return nil, err
+	}
+	cred, err := conn.Issue(ctx, provider.IssueRequest{
+		RoleName: plan.roleName, Role: plan.role.Values, Name: objectName,
+		TTL: plan.ttl, ExpiresAt: now.Add(plan.maxTTL),
+	})
+	if err != nil {
+		b.rollbackNow(s, walID, conn, plan.connName, objectName)
+		return errorResponseFor(err)
+	}
+	lease := newLeaseInternal(plan, entry.Provider, cred)
+	resp := b.Secret(secretCredentialType).Response(cred.Data, lease.toMap())
+	resp.Secret.TTL, resp.Secret.MaxTTL = plan.ttl, plan.maxTTL
+	if !cred.ExpiresAt.IsZero() {
+		untilExpiry := time.Until(cred.ExpiresAt).Truncate(time.Second)
+		resp.Secret.TTL, resp.Secret.MaxTTL = min(resp.Secret.TTL, untilExpiry), min(resp.Secret.MaxTTL, untilExpiry)
+	}
+	for _, w := range append(plan.warnings, cred.Warnings...) {
+		resp.AddWarning(w)
+	}
+	if err := framework.DeleteWAL(ctx, s, walID); err != nil {
+		// A WAL entry left behind would later delete this live credential, so
+		// the credential goes now and the caller retries.
+		b.revokeNow(conn, plan.connName, cred.Ref)
+		return nil, fmt.Errorf("clear the write-ahead log entry for %s: %w", objectName, err)
+	}
+	return resp, nil
+}
+
+// namePrefix is the role's provider field marked NamePrefix, else "vault".
+func (b *backend) namePrefix(role *roleEntry) string {
+	if p, ok := b.providers.get(role.Provider); ok {
+		for _, f := range p.RoleFields() {
+			if prefix := role.Values.String(f.Name); f.NamePrefix && prefix != "" {
+				return prefix
+			}
+		}
+	}
+	return "vault"
+}
+
+// rollbackNow deletes what a failed Issue may have created and clears its WAL
+// entry; if that fails the entry stays and Vault's rollback retries later.
+func (b *backend) rollbackNow(s logical.Storage, walID string, conn provider.Connection, connName, objectName string) {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	if err := conn.Rollback(ctx, objectName); err != nil {
+		b.Logger().Warn("could not yet remove what a failed issue left upstream; the WAL rollback will retry", "connection", connName, "object", objectName, "error", err)
+		return
+	}
+	if err := framework.DeleteWAL(ctx, s, walID); err != nil {
+		b.Logger().Warn("could not clear the WAL entry of a rolled-back issue; the WAL rollback will clear it", "connection", connName, "object", objectName, "error", err)
+	}
+}
+
+func (b *backend) revokeNow(conn provider.Connection, connName string, ref provider.Ref) {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	if err := conn.Revoke(ctx, ref); err != nil {
+		b.Logger().Error("could not delete a credential whose lease was never created; delete it upstream by hand", "connection", connName, "ref", ref, "error", err)
+	}
+}

@@ -1,0 +1,304 @@
+package backend
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
+	storydenemu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storyden"
+)
+
+func TestCreds_IssueRenewRevoke(t *testing.T) {
+	env := newTestEnv(t)
+	env.setup(nil)
+	before := time.Now()
+	resp := env.issue()
+
+	key, _ := resp.Data["access_key"].(string)
+	if !strings.HasPrefix(key, "sdpak_") || !env.keyWorks(key) {
+		t.Fatalf("issued key %.8s… does not authenticate upstream", key)
+	}
+	if resp.Secret.TTL != 10*time.Minute || resp.Secret.MaxTTL > time.Hour || resp.Secret.MaxTTL < time.Hour-2*time.Second {
+		t.Fatalf("lease ttl=%s max=%s, want 10m and about 1h", resp.Secret.TTL, resp.Secret.MaxTTL)
+	}
+	expires, err := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := expires.Sub(before.Add(time.Hour)); d < -2*time.Second || d > 2*time.Second {
+		t.Fatalf("upstream expires_at %s is not the lease's max end", expires)
+	}
+	if obj := env.upstream.Objects()[0]; obj.ExpiresAt == nil || !obj.ExpiresAt.Equal(expires) {
+		t.Fatalf("upstream key expiry %v, want %s", obj.ExpiresAt, expires)
+	}
+	if _, ok := resp.Secret.InternalData["ref"]; !ok {
+		t.Fatal("the lease carries no revoke reference")
+	}
+	if env.walCount() != 0 {
+		t.Fatal("a WAL entry survived a successful issue")
+	}
+
+	renewed, err := env.renew(resp, time.Now(), 20*time.Minute)
+	if err != nil || renewed.IsError() {
+		t.Fatalf("renew: %v %v", err, respError(renewed))
+	}
+	if renewed.Secret.TTL != 20*time.Minute {
+		t.Fatalf("renewed ttl = %s, want 20m", renewed.Secret.TTL)
+	}
+
+	if err := env.revoke(resp); err != nil {
+		t.Fatal(err)
+	}
+	if env.keyWorks(key) {
+		t.Fatal("the key still authenticates after revoke")
+	}
+	if err := env.revoke(resp); err != nil {
+		t.Fatalf("a second revoke must succeed (idempotent): %v", err)
+	}
+}
+
+func TestCreds_RenewNeverPassesUpstreamExpiry(t *testing.T) {
+	env := newTestEnv(t)
+	env.setup(nil)
+	resp := env.issue()
+	// Pretend Vault issued this lease 55 minutes ago: 5 minutes remain upstream.
+	lease, _ := leaseInternalFrom(roundTrip(t, resp.Secret).InternalData)
+	resp.Secret.InternalData[internalExpiresAt] = time.Now().Add(5 * time.Minute).Unix()
+	renewed, err := env.renew(resp, time.Now().Add(-55*time.Minute), time.Hour)
+	if err != nil || renewed.IsError() {
+		t.Fatalf("renew: %v %v", err, respError(renewed))
+	}
+	if renewed.Secret.TTL > 5*time.Minute {
+		t.Fatalf("renewed ttl %s passes the upstream expiry", renewed.Secret.TTL)
+	}
+	if len(renewed.Warnings) == 0 {
+		t.Fatal("a capped renew must say so")
+	}
+	_ = lease
+	resp.Secret.InternalData[internalExpiresAt] = time.Now().Add(-time.Second).Unix()
+	expired, err := env.renew(resp, time.Now().Add(-30*time.Minute), time.Hour)
+	if err != nil || !expired.IsError() || !strings.Contains(respError(expired), "expired upstream") {
+		t.Fatalf("renew after the upstream expiry: %v %v", err, respError(expired))
+	}
+}
+
+func TestCreds_RevokeAfterRoleDeletedAndAfterManualDelete(t *testing.T) {
+	env := newTestEnv(t)
+	env.setup(nil)
+	first, second := env.issue(), env.issue()
+	env.mustOK(logical.DeleteOperation, "roles/app", nil)
+	if err := env.revoke(first); err != nil {
+		t.Fatalf("revoke after the role was deleted: %v", err)
+	}
+	if env.keyWorks(first.Data["access_key"].(string)) {
+		t.Fatal("key still works")
+	}
+	// Someone disabled the second key upstream by hand: revoke still succeeds.
+	adminDelete(t, env, second.Data["access_key_id"].(string))
+	if err := env.revoke(second); err != nil {
+		t.Fatalf("revoke of a key already gone upstream: %v", err)
+	}
+	if n := len(env.liveKeys()); n != 0 {
+		t.Fatalf("%d keys still live", n)
+	}
+}
+
+// adminDelete revokes a key directly at the emulator, as an operator would.
+func adminDelete(t *testing.T, env *testEnv, id string) {
+	t.Helper()
+	signin, err := http.Post(env.upstream.URL()+"/api/auth/password/signin", "application/json",
+		strings.NewReader(`{"identifier":"`+adminHandle+`","token":"`+adminPassword+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signin.Body.Close()
+	req, _ := http.NewRequest(http.MethodDelete, env.upstream.URL()+"/api/auth/access-keys/"+id, nil)
+	for _, c := range signin.Cookies() {
+		req.Header.Add("Cookie", c.Name+"="+c.Value)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("manual delete: %d", resp.StatusCode)
+	}
+}
+
+func TestCreds_FailingRevokeReturnsErrorUntilUpstreamRecovers(t *testing.T) {
+	env := newTestEnv(t)
+	env.setup(nil)
+	resp := env.issue()
+	env.upstream.AddFault(sandbox.Fault{Method: http.MethodDelete, Path: "/api/auth/access-keys/", Status: http.StatusInternalServerError})
+	err := env.revoke(resp)
+	if err == nil {
+		t.Fatal("revoke swallowed an upstream 500")
+	}
+	if !strings.Contains(err.Error(), "HTTP 500") {
+		t.Fatalf("revoke error does not say what failed: %v", err)
+	}
+	if !env.keyWorks(resp.Data["access_key"].(string)) {
+		t.Fatal("the key should still be live while revoke fails")
+	}
+	env.upstream.ClearFaults()
+	if err := env.revoke(resp); err != nil {
+		t.Fatalf("revoke after recovery: %v", err)
+	}
+	if env.keyWorks(resp.Data["access_key"].(string)) {
+		t.Fatal("the key still works after recovery and revoke")
+	}
+}
+
+func TestCreds_RevokeRetriesTransientFaults(t *testing.T) {
+	for _, fault := range []sandbox.Fault{
+		{Status: http.StatusServiceUnavailable, Times: 2},
+		{Status: http.StatusTooManyRequests, RetryAfter: "1", Times: 1},
+		{Status: http.StatusTooManyRequests, Times: 1},
+		{Drop: true, Times: 1},
+	} {
+		env := newTestEnv(t)
+		env.setup(nil)
+		resp := env.issue()
+		fault.Method, fault.Path = http.MethodDelete, "/api/auth/access-keys/"
+		env.upstream.AddFault(fault)
+		if err := env.revoke(resp); err != nil {
+			t.Fatalf("fault %+v: revoke should retry and succeed: %v", fault, err)
+		}
+		if env.keyWorks(resp.Data["access_key"].(string)) {
+			t.Fatalf("fault %+v: key still works", fault)
+		}
+	}
+}
+
+func TestCreds_HundredReadsCostOneSignIn(t *testing.T) {
+	env := newTestEnv(t)
+	env.setup(nil)
+	env.upstream.ResetCalls()
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := env.request(logical.ReadOperation, "creds/app", nil)
+			if err == nil && resp.IsError() {
+				err = resp.Error()
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := env.upstream.Calls()
+	if calls["POST /api/auth/access-keys"] != 100 || calls["POST /api/auth/password/signin"] > 1 {
+		t.Fatalf("100 reads cost %v; want 100 creates and at most one sign-in", calls)
+	}
+	t.Logf("100 concurrent creds reads: %d creates, %d sign-ins", calls["POST /api/auth/access-keys"], calls["POST /api/auth/password/signin"])
+}
+
+func TestCreds_ExpiredSessionSignsInAgainOnce(t *testing.T) {
+	env := newTestEnv(t)
+	env.setup(nil)
+	env.upstream.ResetCalls()
+	env.upstream.AddFault(sandbox.Fault{Method: http.MethodPost, Path: "/api/auth/access-keys", Status: http.StatusUnauthorized, Times: 1})
+	env.issue()
+	calls := env.upstream.Calls()
+	if calls["POST /api/auth/password/signin"] != 1 {
+		t.Fatalf("calls %v: want exactly one new sign-in after a 401", calls)
+	}
+}
+
+func TestCreds_UpstreamFaultsGiveClearErrorsAndNoOrphans(t *testing.T) {
+	cases := []struct {
+		name  string
+		fault sandbox.Fault
+		want  string
+	}{
+		{"500", sandbox.Fault{Status: 500}, "HTTP 500"},
+		{"503 (not retried for a create)", sandbox.Fault{Status: 503}, "HTTP 503"},
+		{"429 with a long Retry-After", sandbox.Fault{Status: 429, RetryAfter: "3600"}, "retry after 1h0m0s"},
+		{"dropped connection", sandbox.Fault{Drop: true}, "create access key"},
+		{"malformed body after the key was created", sandbox.Fault{Malformed: true}, "not the JSON expected"},
+		{"timeout", sandbox.Fault{LatencyMS: 3000}, "create access key"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			env.b.httpClient.Timeout = time.Second
+			env.setup(nil)
+			tc.fault.Method, tc.fault.Path = http.MethodPost, "/api/auth/access-keys"
+			env.upstream.AddFault(tc.fault)
+			resp, err := env.request(logical.ReadOperation, "creds/app", nil)
+			if err == nil {
+				t.Fatalf("want an error, got %#v", resp)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), adminPassword) || strings.Contains(err.Error(), "sdpak_") {
+				t.Fatal("the error carries a secret")
+			}
+			if tc.fault.LatencyMS > 0 {
+				// The slow create finishes upstream after the client gave up;
+				// the immediate rollback ran before it landed, so the WAL
+				// rollback must catch it.
+				time.Sleep(2500 * time.Millisecond)
+				env.rollbackAll()
+			}
+			if live := env.liveKeys(); len(live) != 0 {
+				t.Fatalf("orphaned upstream keys: %v", live)
+			}
+			if env.walCount() != 0 {
+				t.Fatalf("WAL entries left: %d", env.walCount())
+			}
+		})
+	}
+}
+
+func TestCreds_StorageFaults(t *testing.T) {
+	env := newTestEnv(t)
+	env.setup(nil)
+	env.storage.FailPut(true)
+	if _, err := env.request(logical.ReadOperation, "creds/app", nil); err == nil {
+		t.Fatal("issue succeeded without a WAL entry")
+	}
+	env.storage.FailPut(false)
+	if n := len(env.upstream.Objects()); n != 0 {
+		t.Fatalf("an issue that could not write its WAL created %d keys", n)
+	}
+	env.storage.FailGet(true)
+	if _, err := env.request(logical.ReadOperation, "creds/app", nil); err == nil {
+		t.Fatal("issue succeeded while storage reads fail")
+	}
+	env.storage.FailGet(false)
+	// A WAL entry that cannot be cleared would delete the live key later, so
+	// the key goes at once and the read fails.
+	env.storage.FailDelete(true)
+	if _, err := env.request(logical.ReadOperation, "creds/app", nil); err == nil {
+		t.Fatal("issue succeeded although its WAL entry could not be cleared")
+	}
+	env.storage.FailDelete(false)
+	if live := env.liveKeys(); len(live) != 0 {
+		t.Fatalf("live keys after a failed WAL delete: %v", live)
+	}
+}
+
+func TestCreds_LegacyErrorBodiesAreRead(t *testing.T) {
+	env := newTestEnv(t, func(o *storydenemu.Options) { o.LegacyErrors = true })
+	env.mustBadRequest(logical.CreateOperation, "config/main", env.storydenConfig(map[string]any{"password": "wrong-password-123"}), "HTTP 401")
+	resp, _ := env.request(logical.CreateOperation, "config/main", env.storydenConfig(map[string]any{"password": "wrong-password-123"}))
+	if msg := respError(resp); !strings.Contains(msg, "): ") && !strings.Contains(msg, "Unauthorized: ") {
+		t.Fatalf("the legacy error message was not surfaced: %q", msg)
+	}
+}

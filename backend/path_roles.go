@@ -1,0 +1,239 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
+)
+
+const roleStoragePrefix = "roles/"
+
+// Common role field names.
+const (
+	fieldConnection = "connection"
+	fieldTTL        = "ttl"
+	fieldMaxTTL     = "max_ttl"
+)
+
+var commonRoleFields = map[string]bool{fieldName: true, fieldConnection: true, fieldTTL: true, fieldMaxTTL: true}
+
+// roleEntry is a stored role (roles/NAME).
+type roleEntry struct {
+	Connection string `json:"connection"`
+	// Provider is the connection's provider when the role was written; the
+	// role's values are that provider's fields.
+	Provider string          `json:"provider"`
+	TTL      time.Duration   `json:"ttl"`
+	MaxTTL   time.Duration   `json:"max_ttl"`
+	Values   provider.Values `json:"values"`
+}
+
+func roleFields(p provider.Provider) []provider.Field { return p.RoleFields() }
+
+func getRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
+	entry, err := s.Get(ctx, roleStoragePrefix+name)
+	if err != nil {
+		return nil, fmt.Errorf("read role %q: %w", name, err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	var role roleEntry
+	if err := entry.DecodeJSON(&role); err != nil {
+		return nil, fmt.Errorf("decode role %q: %w", name, err)
+	}
+	return &role, nil
+}
+
+func (b *backend) pathRoles() []*framework.Path {
+	fields := b.providers.schema(roleFields)
+	fields[fieldName] = &framework.FieldSchema{Type: framework.TypeString, Required: true, Description: "Name of the role."}
+	fields[fieldConnection] = &framework.FieldSchema{Type: framework.TypeString,
+		Description: "Connection (config/NAME) whose root credential issues this role's credentials. Required at create."}
+	fields[fieldTTL] = &framework.FieldSchema{Type: framework.TypeDurationSecond,
+		Description: "Default lease TTL. 0 uses the mount's, then the system's default."}
+	fields[fieldMaxTTL] = &framework.FieldSchema{Type: framework.TypeDurationSecond,
+		Description: "Maximum lease TTL; also the upstream expiry where the provider supports one. 0 uses the mount's, then the system's maximum."}
+
+	return []*framework.Path{
+		{
+			Pattern:      "roles/?$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "roles"},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{Callback: b.pathRolesList, Summary: "List role names."},
+			},
+			HelpSynopsis:    "List the roles.",
+			HelpDescription: "Lists the names of every role written to roles/NAME.",
+		},
+		{
+			Pattern:        "roles/" + framework.MatchAllRegex(fieldName),
+			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "role"},
+			Fields:         fields,
+			ExistenceCheck: b.pathRoleExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.CreateOperation: writeOperation(b.pathRoleWrite, "Create a role."),
+				logical.UpdateOperation: writeOperation(b.pathRoleWrite, "Update a role; omitted fields keep their values."),
+				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathRoleRead, Summary: "Read a role."},
+				logical.DeleteOperation: writeOperation(b.pathRoleDelete, "Delete a role. Its leases stay revocable."),
+			},
+			HelpSynopsis: "A role: which connection issues credentials, their TTLs, and the provider's role fields.",
+			HelpDescription: `A role names a connection, the lease ttl and max_ttl, and the fields of
+that connection's provider. Deleting a role does not revoke its leases, and
+they stay revocable: everything revoke needs is kept in each lease.`,
+		},
+	}
+}
+
+func (b *backend) pathRoleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
+	name := d.Get(fieldName).(string)
+	if validateName("role", name) != nil {
+		return false, nil
+	}
+	role, err := getRole(ctx, req.Storage, name)
+	return role != nil, err
+}
+
+func (b *backend) pathRolesList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	names, err := req.Storage.List(ctx, roleStoragePrefix)
+	if err != nil {
+		return nil, err
+	}
+	return logical.ListResponse(names), nil
+}
+
+func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get(fieldName).(string)
+	if err := validateName("role", name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	role, err := getRole(ctx, req.Storage, name)
+	if err != nil || role == nil {
+		return nil, err
+	}
+	data := map[string]any{
+		fieldConnection: role.Connection,
+		fieldTTL:        int64(role.TTL.Seconds()),
+		fieldMaxTTL:     int64(role.MaxTTL.Seconds()),
+	}
+	if p, ok := b.providers.get(role.Provider); ok {
+		for k, v := range publicValues(p.RoleFields(), role.Values) {
+			data[k] = v
+		}
+	}
+	return &logical.Response{Data: data}, nil
+}
+
+func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get(fieldName).(string)
+	if err := validateName("role", name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	return nil, req.Storage.Delete(ctx, roleStoragePrefix+name)
+}
+
+func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get(fieldName).(string)
+	if err := validateName("role", name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	existing, err := getRole(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	msg, role, err := b.roleFromRequest(ctx, req, name, existing, d)
+	if err != nil {
+		return nil, err
+	}
+	if msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+	return b.storeRole(ctx, req, name, role)
+}
+
+// roleFromRequest merges the request into the stored role (or a new one). A
+// problem the caller must fix comes back as a message; a storage failure as
+// an error.
+func (b *backend) roleFromRequest(ctx context.Context, req *logical.Request, name string, existing *roleEntry, d *framework.FieldData) (string, *roleEntry, error) {
+	creating := existing == nil
+	role := &roleEntry{Values: provider.Values{}}
+	if !creating {
+		copied := *existing
+		role = &copied
+	}
+	if raw, ok := d.GetOk(fieldConnection); ok {
+		role.Connection = raw.(string)
+	}
+	if role.Connection == "" {
+		return "connection is required: the name of a connection written to config/NAME", nil, nil
+	}
+	conn, err := getConnection(ctx, req.Storage, role.Connection)
+	if err != nil {
+		return "", nil, err
+	}
+	if conn == nil {
+		return fmt.Sprintf("connection %q does not exist: write config/%s first, or name an existing connection", role.Connection, role.Connection), nil, nil
+	}
+	if !conn.allowsRole(name) {
+		return fmt.Sprintf("connection %q does not allow role %q: add it to the connection's allowed_roles", role.Connection, name), nil, nil
+	}
+	p, ok := b.providers.get(conn.Provider)
+	if !ok {
+		return fmt.Sprintf("connection %q uses provider %q, which this plugin version does not have", role.Connection, conn.Provider), nil, nil
+	}
+	if role.Provider != conn.Provider {
+		// The role now follows another provider: the old provider's values mean nothing there.
+		creating, role.Provider, role.Values = true, conn.Provider, provider.Values{}
+	}
+	if err := checkFieldNames(req.Data, commonRoleFields, p.RoleFields(), b.providers.fieldOwners(roleFields), p.Name()); err != nil {
+		return err.Error(), nil, nil
+	}
+	values, err := applyFields(p.RoleFields(), req.Data, role.Values, creating)
+	if err == nil {
+		err = p.ValidateRole(values)
+	}
+	if err != nil {
+		return err.Error(), nil, nil
+	}
+	role.Values = values
+	if msg := applyTTLs(role, d); msg != "" {
+		return msg, nil, nil
+	}
+	return "", role, nil
+}
+
+func applyTTLs(role *roleEntry, d *framework.FieldData) string {
+	if raw, ok := d.GetOk(fieldTTL); ok {
+		role.TTL = time.Duration(raw.(int)) * time.Second
+	}
+	if raw, ok := d.GetOk(fieldMaxTTL); ok {
+		role.MaxTTL = time.Duration(raw.(int)) * time.Second
+	}
+	if role.TTL < 0 || role.MaxTTL < 0 {
+		return "ttl and max_ttl must not be negative"
+	}
+	if role.MaxTTL > 0 && role.TTL > role.MaxTTL {
+		return fmt.Sprintf("ttl (%s) is longer than max_ttl (%s): lower ttl or raise max_ttl", role.TTL, role.MaxTTL)
+	}
+	return ""
+}
+
+func (b *backend) storeRole(ctx context.Context, req *logical.Request, name string, role *roleEntry) (*logical.Response, error) {
+	entry, err := logical.StorageEntryJSON(roleStoragePrefix+name, role)
+	if err != nil {
+		return nil, err
+	}
+	if err := req.Storage.Put(ctx, entry); err != nil {
+		return nil, err
+	}
+	var resp *logical.Response
+	if sysMax := b.System().MaxLeaseTTL(); role.MaxTTL > sysMax {
+		resp = &logical.Response{}
+		resp.AddWarning(fmt.Sprintf("max_ttl (%s) is above the mount's maximum lease TTL (%s); leases will be capped at %s", role.MaxTTL, sysMax, sysMax))
+	}
+	return resp, nil
+}

@@ -1,0 +1,235 @@
+package provider
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Retry limits shared by every provider. A request never outlives its context,
+// which Vault bounds by its own request timeout.
+const (
+	defaultMaxAttempts  = 4
+	defaultMaxRetryWait = 10 * time.Second
+	firstBackoff        = 250 * time.Millisecond
+	maxBackoff          = 5 * time.Second
+	maxResponseBytes    = 1 << 20
+	// DefaultRequestTimeout bounds one HTTP exchange.
+	DefaultRequestTimeout = 30 * time.Second
+)
+
+// Client sends requests to one upstream with bounded, backed-off retries.
+// Retry rules: a 429 is retried for any method after the Retry-After the
+// upstream asked for (when that is short) or an exponential backoff; transport
+// failures and 502/503/504 are retried only for idempotent requests, since a
+// create that timed out may have happened; a refused connection never reached
+// the upstream and is always retried.
+type Client struct {
+	// Provider names the upstream in errors and logs.
+	Provider string
+	// BaseURL prefixes every request path.
+	BaseURL string
+	// HTTP is the transport; nil uses a client with DefaultRequestTimeout.
+	HTTP *http.Client
+	// Logger receives one trace line per call: method, path, status, duration.
+	Logger hclog.Logger
+	// MaxAttempts bounds tries per request (default 4).
+	MaxAttempts int
+	// MaxRetryWait is the longest Retry-After honoured (default 10s); a longer
+	// one ends the retries and is reported to the caller.
+	MaxRetryWait time.Duration
+}
+
+// Request is one upstream call.
+type Request struct {
+	// Op says what the call does, for errors: "create access key".
+	Op     string
+	Method string
+	// Path is appended to the client's BaseURL; it may carry no query.
+	Path   string
+	Query  url.Values
+	Header http.Header
+	Body   []byte
+	// ContentType of Body; empty sends none.
+	ContentType string
+	// Idempotent requests may be retried after transport failures and 5xx.
+	Idempotent bool
+}
+
+// Response is an upstream answer of any status.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// JSONRequest builds a request whose body is v encoded as JSON.
+func JSONRequest(op, method, path string, v any) (Request, error) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return Request{}, fmt.Errorf("encode %s request: %w", op, err)
+	}
+	return Request{Op: op, Method: method, Path: path, Body: body, ContentType: "application/json"}, nil
+}
+
+// Do sends r, retrying per the client's rules, and returns the last response
+// whatever its status. It returns an *UpstreamError only when no response
+// arrived at all.
+func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
+	attempts := c.MaxAttempts
+	if attempts <= 0 {
+		attempts = defaultMaxAttempts
+	}
+	backoff := firstBackoff
+	for attempt := 1; ; attempt++ {
+		resp, err := c.send(ctx, r)
+		wait, retry := c.retryDecision(r, resp, err, backoff)
+		if !retry || attempt >= attempts {
+			if err != nil {
+				return nil, &UpstreamError{Provider: c.Provider, Op: r.Op, Err: err}
+			}
+			return resp, nil
+		}
+		c.Log().Debug("retrying upstream call", "provider", c.Provider, "op", r.Op, "attempt", attempt, "wait", wait)
+		if err := sleep(ctx, wait); err != nil {
+			return nil, &UpstreamError{Provider: c.Provider, Op: r.Op, Err: err}
+		}
+		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+// retryDecision says whether to try again and after how long.
+func (c *Client) retryDecision(r Request, resp *Response, err error, backoff time.Duration) (time.Duration, bool) {
+	jittered := backoff/2 + rand.N(backoff/2+1)
+	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return 0, false
+		}
+		return jittered, r.Idempotent || errors.Is(err, syscall.ECONNREFUSED)
+	}
+	switch resp.Status {
+	case http.StatusTooManyRequests:
+		after := RetryAfter(resp.Header, time.Now())
+		if after == 0 {
+			return jittered, true
+		}
+		return after, after <= c.maxRetryWait()
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return jittered, r.Idempotent
+	}
+	return 0, false
+}
+
+func (c *Client) send(ctx context.Context, r Request) (*Response, error) {
+	u := c.BaseURL + r.Path
+	if len(r.Query) > 0 {
+		u += "?" + r.Query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, r.Method, u, bytes.NewReader(r.Body))
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", stripURL(err))
+	}
+	for k, vs := range r.Header {
+		req.Header[k] = vs
+	}
+	if r.ContentType != "" {
+		req.Header.Set("Content-Type", r.ContentType)
+	}
+	req.Header.Set("User-Agent", "vault-plugin-secrets-apikeys")
+	start := time.Now()
+	httpResp, err := c.httpClient().Do(req)
+	if err != nil {
+		c.Log().Trace("upstream call failed", "provider", c.Provider, "method", r.Method, "path", r.Path, "duration", time.Since(start))
+		return nil, stripURL(err)
+	}
+	defer httpResp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(httpResp.Body, maxResponseBytes))
+	c.Log().Trace("upstream call", "provider", c.Provider, "method", r.Method, "path", r.Path, "status", httpResp.StatusCode, "duration", time.Since(start))
+	if err != nil {
+		return nil, fmt.Errorf("read response (HTTP %d): %w", httpResp.StatusCode, stripURL(err))
+	}
+	return &Response{Status: httpResp.StatusCode, Header: httpResp.Header, Body: body}, nil
+}
+
+// stripURL drops the URL from net/http errors: query strings may carry
+// secrets (StorX puts the API key and passphrase there).
+func stripURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return defaultHTTPClient
+}
+
+var defaultHTTPClient = &http.Client{Timeout: DefaultRequestTimeout}
+
+// Log returns the client's logger, a null one when none was set.
+func (c *Client) Log() hclog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return hclog.NewNullLogger()
+}
+
+func (c *Client) maxRetryWait() time.Duration {
+	if c.MaxRetryWait > 0 {
+		return c.MaxRetryWait
+	}
+	return defaultMaxRetryWait
+}
+
+// RetryAfter parses a Retry-After header in seconds or HTTP-date form; 0 when
+// absent or unparsable.
+func RetryAfter(h http.Header, now time.Time) time.Duration {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// DecodeJSON decodes a success body whatever its Content-Type claims (several
+// upstreams send JSON as text/plain).
+func DecodeJSON(provider, op string, resp *Response, v any) error {
+	if err := json.Unmarshal(resp.Body, v); err != nil {
+		return &UpstreamError{Provider: provider, Op: op, Status: resp.Status, Message: "the response body is not the JSON expected", Err: errMalformed}
+	}
+	return nil
+}
+
+var errMalformed = errors.New("malformed response")

@@ -1,0 +1,100 @@
+// Package provider defines the small contract between the Vault engine and one
+// upstream service. A provider owns its upstream (client, fields, what issue,
+// revoke, verify and rotate mean there) and never imports the engine: the
+// engine owns paths, validation of common fields, TTLs, WAL and lease data.
+package provider
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Provider describes one upstream service and opens connections to it.
+type Provider interface {
+	// Name is the value of a connection's `provider` field.
+	Name() string
+	// DefaultBaseURL is used when base_url is omitted; "" makes base_url required.
+	DefaultBaseURL() string
+	// ConnectionFields are the provider's own connection fields.
+	ConnectionFields() []Field
+	// RoleFields are the provider's own role fields.
+	RoleFields() []Field
+	// ValidateRole checks role values beyond their declared types. Errors
+	// wrap ErrInvalidInput and say what to change.
+	ValidateRole(role Values) error
+	// Connect checks a connection's settings and returns a handle that caches
+	// upstream sessions. It makes no upstream call. Errors wrap ErrInvalidInput.
+	Connect(cfg ConnectionConfig) (Connection, error)
+}
+
+// Connection is a live handle on one configured upstream account. It is shared
+// by concurrent requests and must be safe for concurrent use.
+type Connection interface {
+	// Verify proves the root credential works upstream.
+	Verify(ctx context.Context) error
+	// Issue creates one credential upstream.
+	Issue(ctx context.Context, req IssueRequest) (*Credential, error)
+	// Revoke deletes a credential upstream. Already gone is success.
+	Revoke(ctx context.Context, ref Ref) error
+	// Rollback deletes whatever an interrupted Issue created under name, if
+	// anything. Nothing found is success.
+	Rollback(ctx context.Context, name string) error
+	// RotateRoot replaces the root credential upstream. It calls stage with the
+	// new root values before the old root stops working where the upstream
+	// allows it (else as soon as the new values are known), so the engine can
+	// store them first. It returns the new root values. Providers that cannot
+	// rotate return an error wrapping ErrRotationUnsupported.
+	RotateRoot(ctx context.Context, stage func(Values) error) (Values, error)
+	// Close releases cached sessions.
+	Close()
+}
+
+// ConnectionConfig is what Connect receives.
+type ConnectionConfig struct {
+	// Name is the connection's name in Vault, for logs and errors.
+	Name string
+	// BaseURL is the validated base URL without a trailing slash.
+	BaseURL string
+	// Values holds the provider's connection fields, secrets included.
+	Values Values
+	// HTTPClient is the transport to use; tests swap it.
+	HTTPClient *http.Client
+	// Logger must never receive a secret.
+	Logger hclog.Logger
+}
+
+// IssueRequest is one credential to create upstream.
+type IssueRequest struct {
+	// RoleName is the Vault role the credential is for.
+	RoleName string
+	// Role holds the provider's role fields.
+	Role Values
+	// Name is the unique upstream object name the engine chose and recorded
+	// in its WAL before the call (vault-<role>-<unique>).
+	Name string
+	// TTL is the lease's initial TTL.
+	TTL time.Duration
+	// ExpiresAt is the lease's latest possible end; providers that can set an
+	// expiry upstream set it here, as a backstop if revoke never runs.
+	ExpiresAt time.Time
+}
+
+// Credential is what Issue created.
+type Credential struct {
+	// Data is returned to the client in the lease's data.
+	Data map[string]any
+	// Ref is everything Revoke needs; it travels in the lease's internal data.
+	Ref Ref
+	// ExpiresAt is the credential's hard upstream expiry, zero when it has none.
+	// The lease never outlives it.
+	ExpiresAt time.Time
+	// Warnings are shown to the client.
+	Warnings []string
+}
+
+// Ref identifies an upstream credential for Revoke. It must hold no secret:
+// it is stored in the lease and may appear in logs.
+type Ref map[string]string

@@ -1,0 +1,165 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
+)
+
+// secretCredentialType must never change: Vault routes renew and revoke of
+// existing leases by it.
+const secretCredentialType = "apikeys_credential"
+
+// Internal data keys of a lease.
+const (
+	internalConnection = "connection"
+	internalProvider   = "provider"
+	internalRole       = "role"
+	internalRef        = "ref"
+	internalTTL        = "ttl_seconds"
+	internalMaxTTL     = "max_ttl_seconds"
+	internalExpiresAt  = "upstream_expires_at"
+)
+
+// leaseInternal is everything renew and revoke need, so that both keep working
+// after the role (or the connection's settings) changed or was deleted.
+type leaseInternal struct {
+	Connection string
+	Provider   string
+	Role       string
+	Ref        provider.Ref
+	TTL        time.Duration
+	MaxTTL     time.Duration
+	// ExpiresAt is the credential's hard upstream expiry, zero if none.
+	ExpiresAt time.Time
+}
+
+func newLeaseInternal(plan *issuePlan, providerName string, cred *provider.Credential) leaseInternal {
+	return leaseInternal{
+		Connection: plan.connName, Provider: providerName, Role: plan.roleName, Ref: cred.Ref,
+		TTL: plan.role.TTL, MaxTTL: plan.role.MaxTTL, ExpiresAt: cred.ExpiresAt,
+	}
+}
+
+func (l leaseInternal) toMap() map[string]any {
+	ref := map[string]any{}
+	for k, v := range l.Ref {
+		ref[k] = v
+	}
+	m := map[string]any{
+		internalConnection: l.Connection,
+		internalProvider:   l.Provider,
+		internalRole:       l.Role,
+		internalRef:        ref,
+		internalTTL:        int64(l.TTL.Seconds()),
+		internalMaxTTL:     int64(l.MaxTTL.Seconds()),
+	}
+	if !l.ExpiresAt.IsZero() {
+		m[internalExpiresAt] = l.ExpiresAt.Unix()
+	}
+	return m
+}
+
+// leaseInternalFrom reads internal data back; after Vault's JSON round trip
+// numbers are float64 (or json.Number) and maps map[string]any.
+func leaseInternalFrom(m map[string]any) (leaseInternal, error) {
+	l := leaseInternal{Ref: provider.Ref{}}
+	l.Connection, _ = m[internalConnection].(string)
+	l.Provider, _ = m[internalProvider].(string)
+	l.Role, _ = m[internalRole].(string)
+	if l.Connection == "" || l.Provider == "" {
+		return l, fmt.Errorf("the lease's internal data names no connection or provider; it was not issued by this plugin version")
+	}
+	if ref, ok := m[internalRef].(map[string]any); ok {
+		for k, v := range ref {
+			if s, ok := v.(string); ok {
+				l.Ref[k] = s
+			}
+		}
+	}
+	values := provider.Values(m)
+	l.TTL = time.Duration(values.Int(internalTTL)) * time.Second
+	l.MaxTTL = time.Duration(values.Int(internalMaxTTL)) * time.Second
+	if secs := values.Int(internalExpiresAt); secs > 0 {
+		l.ExpiresAt = time.Unix(int64(secs), 0)
+	}
+	return l, nil
+}
+
+func (b *backend) secretCredential() *framework.Secret {
+	return &framework.Secret{
+		Type: secretCredentialType,
+		Fields: map[string]*framework.FieldSchema{
+			"access_key":    {Type: framework.TypeString, Description: "storyden: the personal access key (sdpak_…).", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+			"access_key_id": {Type: framework.TypeString, Description: "storyden: the access key's id upstream."},
+			"expires_at":    {Type: framework.TypeString, Description: "RFC 3339 UTC time at which the credential stops working upstream."},
+		},
+		Renew:  b.secretCredentialRenew,
+		Revoke: b.secretCredentialRevoke,
+	}
+}
+
+// secretCredentialRenew extends the lease in Vault only (no provider has an
+// upstream renew) and never past the credential's upstream expiry.
+func (b *backend) secretCredentialRenew(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	lease, err := leaseInternalFrom(req.Secret.InternalData)
+	if err != nil {
+		return nil, err
+	}
+	ttl, maxTTL := lease.TTL, lease.MaxTTL
+	if role, err := getRole(ctx, req.Storage, lease.Role); err != nil {
+		return nil, err
+	} else if role != nil && role.Connection == lease.Connection {
+		ttl, maxTTL = role.TTL, role.MaxTTL
+	}
+	newTTL, warnings, err := framework.CalculateTTL(b.System(), req.Secret.Increment, ttl, 0, maxTTL, 0, req.Secret.IssueTime)
+	if err != nil {
+		return nil, err
+	}
+	resp := &logical.Response{Secret: req.Secret}
+	if !lease.ExpiresAt.IsZero() {
+		remaining := time.Until(lease.ExpiresAt).Truncate(time.Second)
+		if remaining <= 0 {
+			return logical.ErrorResponse("the credential expired upstream at %s and cannot be renewed; read a new one", provider.Timestamp(lease.ExpiresAt)), nil
+		}
+		if newTTL > remaining {
+			newTTL = remaining
+			warnings = append(warnings, fmt.Sprintf("TTL capped at %s: the credential expires upstream at %s and cannot be extended there", remaining, provider.Timestamp(lease.ExpiresAt)))
+		}
+	}
+	resp.Secret.TTL = newTTL
+	resp.Secret.MaxTTL = effectiveMaxTTL(b.System(), maxTTL)
+	for _, w := range warnings {
+		resp.AddWarning(w)
+	}
+	return resp, nil
+}
+
+// secretCredentialRevoke deletes the credential upstream. "Already gone" is
+// success (the provider says so); any other failure is returned so that
+// Vault's expiration manager retries it.
+func (b *backend) secretCredentialRevoke(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	lease, err := leaseInternalFrom(req.Secret.InternalData)
+	if err != nil {
+		return nil, err
+	}
+	conn, entry, err := b.liveConnection(ctx, req.Storage, lease.Connection)
+	if err != nil {
+		return nil, err
+	}
+	if entry == nil {
+		return nil, fmt.Errorf("cannot revoke upstream: connection %q no longer exists; write config/%s again with the same account so revoke can reach %s, or drop the lease with vault lease revoke -force", lease.Connection, lease.Connection, lease.Provider)
+	}
+	if entry.Provider != lease.Provider {
+		return nil, fmt.Errorf("cannot revoke upstream: connection %q is now provider %s, but the credential was issued by %s; restore the connection or use vault lease revoke -force", lease.Connection, entry.Provider, lease.Provider)
+	}
+	if err := conn.Revoke(ctx, lease.Ref); err != nil {
+		return nil, fmt.Errorf("revoke %s credential of role %q on connection %q: %w", lease.Provider, lease.Role, lease.Connection, err)
+	}
+	return nil, nil
+}

@@ -1,0 +1,203 @@
+package storyden
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
+)
+
+// timeNow is the clock; tests replace it.
+var timeNow = time.Now
+
+// Ref keys stored in the lease's internal data.
+const (
+	refID      = "access_key_id"
+	refName    = "name"
+	refAccount = "account"
+)
+
+// accessKey is an access key as Storyden lists or issues it. The create
+// response always says enabled:false (a Storyden quirk), so enabled is read
+// only from the list.
+type accessKey struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Enabled   bool       `json:"enabled"`
+	ExpiresAt *time.Time `json:"expires_at"`
+	Secret    string     `json:"secret"`
+}
+
+// Verify implements provider.Connection: the session must sign in, see its own
+// account and be allowed to list (and so to create) personal access keys.
+func (c *connection) Verify(ctx context.Context) error {
+	if err := c.expectOK(ctx, provider.Request{Op: "read the signed-in account", Method: http.MethodGet, Path: "/api/accounts", Idempotent: true}); err != nil {
+		return err
+	}
+	_, err := c.listKeys(ctx)
+	if provider.StatusOf(err) == http.StatusForbidden {
+		return fmt.Errorf("%w; grant the account the USE_PERSONAL_ACCESS_KEYS permission (or make it an admin)", err)
+	}
+	return err
+}
+
+func (c *connection) expectOK(ctx context.Context, req provider.Request) error {
+	resp, err := c.authed(ctx, req)
+	if err != nil {
+		return err
+	}
+	if resp.Status != http.StatusOK {
+		return upstreamError(req.Op, resp)
+	}
+	return nil
+}
+
+// Issue implements provider.Connection.
+func (c *connection) Issue(ctx context.Context, req provider.IssueRequest) (*provider.Credential, error) {
+	expiresAt := req.ExpiresAt.UTC().Truncate(time.Second)
+	body := map[string]any{"name": req.Name}
+	if !expiresAt.IsZero() {
+		body["expires_at"] = expiresAt.Format(time.RFC3339)
+	}
+	httpReq, err := provider.JSONRequest("create access key "+req.Name, http.MethodPost, "/api/auth/access-keys", body)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.authed(ctx, httpReq)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Status != http.StatusOK && resp.Status != http.StatusCreated {
+		return nil, upstreamError(httpReq.Op, resp)
+	}
+	var key accessKey
+	if err := provider.DecodeJSON(Name, httpReq.Op, resp, &key); err != nil {
+		return nil, err
+	}
+	if key.ID == "" || key.Secret == "" {
+		return nil, &provider.UpstreamError{Provider: Name, Op: httpReq.Op, Status: resp.Status, Message: "the response has no id or secret"}
+	}
+	if key.ExpiresAt != nil {
+		expiresAt = key.ExpiresAt.UTC()
+	}
+	return &provider.Credential{
+		Data: map[string]any{
+			"access_key":    key.Secret,
+			"access_key_id": key.ID,
+			"expires_at":    provider.Timestamp(expiresAt),
+		},
+		Ref:       provider.Ref{refID: key.ID, refName: req.Name, refAccount: c.username},
+		ExpiresAt: expiresAt,
+	}, nil
+}
+
+// Revoke implements provider.Connection. Storyden disables the key (204), and
+// answers 404 for a key that is not there: both mean it can no longer be used.
+// Storyden also answers 404 for another account's key, so a key made under a
+// different username is revoked through the admin route instead.
+func (c *connection) Revoke(ctx context.Context, ref provider.Ref) error {
+	id := ref[refID]
+	if id == "" {
+		return fmt.Errorf("storyden: the lease records no access key id, so there is nothing to revoke upstream")
+	}
+	path := "/api/auth/access-keys/" + url.PathEscape(id)
+	if account := ref[refAccount]; account != "" && account != c.username {
+		path = "/api/admin/access-keys/" + url.PathEscape(id)
+	}
+	return c.deleteKey(ctx, path, "revoke access key "+id)
+}
+
+func (c *connection) deleteKey(ctx context.Context, path, op string) error {
+	resp, err := c.authed(ctx, provider.Request{Op: op, Method: http.MethodDelete, Path: path, Idempotent: true})
+	if err != nil {
+		return err
+	}
+	switch resp.Status {
+	case http.StatusNoContent, http.StatusOK, http.StatusNotFound:
+		return nil
+	}
+	return upstreamError(op, resp)
+}
+
+// Rollback implements provider.Connection: it disables every enabled key
+// named name, which an interrupted Issue may have created.
+func (c *connection) Rollback(ctx context.Context, name string) error {
+	keys, err := c.listKeys(ctx)
+	if err != nil {
+		return err
+	}
+	for _, key := range keys {
+		if key.Name != name || !key.Enabled {
+			continue
+		}
+		if err := c.deleteKey(ctx, "/api/auth/access-keys/"+url.PathEscape(key.ID), "roll back access key "+key.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *connection) listKeys(ctx context.Context) ([]accessKey, error) {
+	req := provider.Request{Op: "list access keys", Method: http.MethodGet, Path: "/api/auth/access-keys", Idempotent: true}
+	resp, err := c.authed(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Status != http.StatusOK {
+		return nil, upstreamError(req.Op, resp)
+	}
+	var list struct {
+		Keys []accessKey `json:"keys"`
+	}
+	if err := provider.DecodeJSON(Name, req.Op, resp, &list); err != nil {
+		return nil, err
+	}
+	return list.Keys, nil
+}
+
+// RotateRoot implements provider.Connection. The new password is staged in
+// Vault before Storyden is asked to change it, so a crash between the two
+// never loses the only working password.
+func (c *connection) RotateRoot(ctx context.Context, stage func(provider.Values) error) (provider.Values, error) {
+	newPassword, err := randomPassword()
+	if err != nil {
+		return nil, err
+	}
+	next := provider.Values{fieldPassword: newPassword}
+	if err := stage(next); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	oldPassword := c.password
+	c.mu.Unlock()
+	req, err := provider.JSONRequest("change the password of "+c.username, http.MethodPatch, "/api/auth/password",
+		map[string]string{"old": oldPassword, "new": newPassword})
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.authed(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Status != http.StatusOK {
+		return nil, upstreamError(req.Op, resp)
+	}
+	c.mu.Lock()
+	c.password = newPassword
+	if session := cookieValue(resp.Header, sessionCookie); session != "" {
+		c.session = session
+	}
+	c.mu.Unlock()
+	return next, nil
+}
+
+// passwordAlphabet avoids symbols so the password survives any form or shell.
+const passwordAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+// randomPassword returns 40 characters from a 62-letter alphabet (~238 bits).
+func randomPassword() (string, error) {
+	return provider.RandomString(40, passwordAlphabet)
+}

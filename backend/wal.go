@@ -1,0 +1,81 @@
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// walKindIssue marks an upstream create in flight.
+const walKindIssue = "issue"
+
+// maxWALAge is how long a rollback keeps trying; after it the entry is
+// dropped with a warning so a broken upstream cannot make Vault retry forever.
+const maxWALAge = 24 * time.Hour
+
+// walIssue is written before every upstream create and deleted once the lease
+// exists. If it survives, the create failed or Vault stopped mid-request, and
+// the rollback deletes whatever carries Name upstream.
+type walIssue struct {
+	Connection string `json:"connection"`
+	Provider   string `json:"provider"`
+	Role       string `json:"role"`
+	Name       string `json:"name"`
+	CreatedAt  int64  `json:"created_at"`
+}
+
+func putIssueWAL(ctx context.Context, s logical.Storage, entry walIssue) (string, error) {
+	id, err := framework.PutWAL(ctx, s, walKindIssue, entry)
+	if err != nil {
+		return "", fmt.Errorf("write the write-ahead log entry for %s: %w", entry.Name, err)
+	}
+	return id, nil
+}
+
+// walRollback is called by Vault for WAL entries older than walRollbackMinAge.
+// Returning nil deletes the entry.
+func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind string, data any) error {
+	if kind != walKindIssue {
+		b.Logger().Warn("dropping a WAL entry of unknown kind", "kind", kind)
+		return nil
+	}
+	entry, err := decodeWAL(data)
+	if err != nil {
+		b.Logger().Warn("dropping an unreadable WAL entry", "error", err)
+		return nil
+	}
+	logger := b.Logger().With("connection", entry.Connection, "role", entry.Role, "object", entry.Name)
+	if age := time.Since(time.Unix(entry.CreatedAt, 0)); age > maxWALAge {
+		logger.Warn("giving up on removing an upstream object left by an interrupted issue; delete it upstream by hand if it still exists", "age", age.Round(time.Minute))
+		return nil
+	}
+	conn, connEntry, err := b.liveConnection(ctx, req.Storage, entry.Connection)
+	if err != nil {
+		return err
+	}
+	if connEntry == nil || connEntry.Provider != entry.Provider {
+		return fmt.Errorf("cannot roll back %s: connection %q is gone or changed provider; restore it, or the entry is dropped after %s", entry.Name, entry.Connection, maxWALAge)
+	}
+	if err := conn.Rollback(ctx, entry.Name); err != nil {
+		return fmt.Errorf("roll back %s on connection %q: %w", entry.Name, entry.Connection, err)
+	}
+	logger.Info("removed what an interrupted issue left upstream")
+	return nil
+}
+
+// decodeWAL reads an entry's data, which arrives as a generic map.
+func decodeWAL(data any) (walIssue, error) {
+	var entry walIssue
+	raw, err := json.Marshal(data)
+	if err == nil {
+		err = json.Unmarshal(raw, &entry)
+	}
+	if err == nil && (entry.Connection == "" || entry.Name == "") {
+		err = fmt.Errorf("the entry names no connection or object")
+	}
+	return entry, err
+}

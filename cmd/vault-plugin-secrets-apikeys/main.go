@@ -1,0 +1,34 @@
+// Command vault-plugin-secrets-apikeys is the Vault plugin binary. Vault starts
+// it; it is not meant to be run by hand.
+package main
+
+import (
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/api"
+	"github.com/hashicorp/vault/sdk/plugin"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend"
+)
+
+func main() {
+	meta := &api.PluginAPIClientMeta{}
+	flags := meta.FlagSet()
+	if err := flags.Parse(os.Args[1:]); err != nil {
+		fatal(err)
+	}
+	err := plugin.ServeMultiplex(&plugin.ServeOpts{
+		BackendFactoryFunc: backend.Factory,
+		// Vault before 1.12 talks to plugins over mutual TLS set up here.
+		TLSProviderFunc: api.VaultPluginTLSProvider(meta.GetTLSConfig()),
+	})
+	if err != nil {
+		fatal(err)
+	}
+}
+
+func fatal(err error) {
+	hclog.New(&hclog.LoggerOptions{}).Error("plugin shutting down", "error", err)
+	os.Exit(1)
+}
