@@ -93,12 +93,7 @@ func leaseInternalFrom(m map[string]any) (leaseInternal, error) {
 
 func (b *backend) secretCredential() *framework.Secret {
 	return &framework.Secret{
-		Type: secretCredentialType,
-		Fields: map[string]*framework.FieldSchema{
-			"access_key":    {Type: framework.TypeString, Description: "storyden: the personal access key (sdpak_…).", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
-			"access_key_id": {Type: framework.TypeString, Description: "storyden: the access key's id upstream."},
-			"expires_at":    {Type: framework.TypeString, Description: "RFC 3339 UTC time at which the credential stops working upstream."},
-		},
+		Type:   secretCredentialType,
 		Renew:  b.secretCredentialRenew,
 		Revoke: b.secretCredentialRevoke,
 	}
