@@ -123,7 +123,8 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 	}
 	now := time.Now()
 	objectName := fmt.Sprintf("%s-%s-%s", b.namePrefix(plan.role), plan.roleName, unique)
-	walID, err := putIssueWAL(ctx, s, walIssue{Connection: plan.connName, Provider: entry.Provider, Role: plan.roleName, Name: objectName, CreatedAt: now.Unix()})
+	wal := walIssue{Connection: plan.connName, Provider: entry.Provider, Role: plan.roleName, Name: objectName, RoleValues: plan.role.Values, CreatedAt: now.Unix()}
+	walID, err := putIssueWAL(ctx, s, wal)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +133,7 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 		TTL: plan.ttl, ExpiresAt: now.Add(plan.maxTTL),
 	})
 	if err != nil {
-		b.rollbackNow(s, walID, conn, plan.connName, objectName)
+		b.rollbackNow(s, walID, conn, wal)
 		return errorResponseFor(err)
 	}
 	lease := newLeaseInternal(plan, entry.Provider, cred)
@@ -168,15 +169,15 @@ func (b *backend) namePrefix(role *roleEntry) string {
 
 // rollbackNow deletes what a failed Issue may have created and clears its WAL
 // entry; if that fails the entry stays and Vault's rollback retries later.
-func (b *backend) rollbackNow(s logical.Storage, walID string, conn provider.Connection, connName, objectName string) {
+func (b *backend) rollbackNow(s logical.Storage, walID string, conn provider.Connection, wal walIssue) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
-	if err := conn.Rollback(ctx, objectName); err != nil {
-		b.Logger().Warn("could not yet remove what a failed issue left upstream; the WAL rollback will retry", "connection", connName, "object", objectName, "error", err)
+	if err := conn.Rollback(ctx, wal.rollbackRequest()); err != nil {
+		b.Logger().Warn("could not yet remove what a failed issue left upstream; the WAL rollback will retry", "connection", wal.Connection, "object", wal.Name, "error", err)
 		return
 	}
 	if err := framework.DeleteWAL(ctx, s, walID); err != nil {
-		b.Logger().Warn("could not clear the WAL entry of a rolled-back issue; the WAL rollback will clear it", "connection", connName, "object", objectName, "error", err)
+		b.Logger().Warn("could not clear the WAL entry of a rolled-back issue; the WAL rollback will clear it", "connection", wal.Connection, "object", wal.Name, "error", err)
 	}
 }
 

@@ -28,6 +28,12 @@ type registry struct {
 func newRegistry(providers ...provider.Provider) *registry {
 	r := &registry{byName: map[string]provider.Provider{}}
 	for _, p := range providers {
+		for _, f := range p.RoleFields() {
+			if f.Secret {
+				// Role values are copied into WAL entries and shown by role reads.
+				panic(fmt.Sprintf("provider %s declares secret role field %q; roles cannot hold secrets", p.Name(), f.Name))
+			}
+		}
 		r.byName[p.Name()] = p
 		r.names = append(r.names, p.Name())
 	}

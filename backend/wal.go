@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
 )
 
 // walKindIssue marks an upstream create in flight.
@@ -25,7 +27,13 @@ type walIssue struct {
 	Provider   string `json:"provider"`
 	Role       string `json:"role"`
 	Name       string `json:"name"`
-	CreatedAt  int64  `json:"created_at"`
+	// RoleValues are the role's provider fields at issue time (never secret).
+	RoleValues provider.Values `json:"role_values,omitempty"`
+	CreatedAt  int64           `json:"created_at"`
+}
+
+func (w walIssue) rollbackRequest() provider.RollbackRequest {
+	return provider.RollbackRequest{Name: w.Name, RoleName: w.Role, Role: w.RoleValues}
 }
 
 func putIssueWAL(ctx context.Context, s logical.Storage, entry walIssue) (string, error) {
@@ -60,7 +68,7 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 	if connEntry == nil || connEntry.Provider != entry.Provider {
 		return fmt.Errorf("cannot roll back %s: connection %q is gone or changed provider; restore it, or the entry is dropped after %s", entry.Name, entry.Connection, maxWALAge)
 	}
-	if err := conn.Rollback(ctx, entry.Name); err != nil {
+	if err := conn.Rollback(ctx, entry.rollbackRequest()); err != nil {
 		return fmt.Errorf("roll back %s on connection %q: %w", entry.Name, entry.Connection, err)
 	}
 	logger.Info("removed what an interrupted issue left upstream")

@@ -39,9 +39,9 @@ type Connection interface {
 	Issue(ctx context.Context, req IssueRequest) (*Credential, error)
 	// Revoke deletes a credential upstream. Already gone is success.
 	Revoke(ctx context.Context, ref Ref) error
-	// Rollback deletes whatever an interrupted Issue created under name, if
-	// anything. Nothing found is success.
-	Rollback(ctx context.Context, name string) error
+	// Rollback deletes whatever an interrupted Issue created under req.Name,
+	// if anything. Nothing found is success.
+	Rollback(ctx context.Context, req RollbackRequest) error
 	// RotateRoot replaces the root credential upstream. It calls stage with the
 	// new root values before the old root stops working where the upstream
 	// allows it (else as soon as the new values are known), so the engine can
@@ -80,6 +80,17 @@ type IssueRequest struct {
 	// ExpiresAt is the lease's latest possible end; providers that can set an
 	// expiry upstream set it here, as a backstop if revoke never runs.
 	ExpiresAt time.Time
+}
+
+// RollbackRequest names what an interrupted Issue may have created. It is
+// read back from the WAL entry written before the Issue, so it carries the
+// role as it was then, even if the role changed or was deleted since.
+type RollbackRequest struct {
+	// Name is IssueRequest.Name.
+	Name string
+	// RoleName and Role are IssueRequest.RoleName and IssueRequest.Role.
+	RoleName string
+	Role     Values
 }
 
 // Credential is what Issue created.

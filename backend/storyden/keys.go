@@ -123,14 +123,14 @@ func (c *connection) deleteKey(ctx context.Context, path, op string) error {
 }
 
 // Rollback implements provider.Connection: it disables every enabled key
-// named name, which an interrupted Issue may have created.
-func (c *connection) Rollback(ctx context.Context, name string) error {
+// named req.Name, which an interrupted Issue may have created.
+func (c *connection) Rollback(ctx context.Context, req provider.RollbackRequest) error {
 	keys, err := c.listKeys(ctx)
 	if err != nil {
 		return err
 	}
 	for _, key := range keys {
-		if key.Name != name || !key.Enabled {
+		if key.Name != req.Name || !key.Enabled {
 			continue
 		}
 		if err := c.deleteKey(ctx, "/api/auth/access-keys/"+url.PathEscape(key.ID), "roll back access key "+key.ID); err != nil {
