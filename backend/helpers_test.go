@@ -196,26 +196,21 @@ func roundTrip(t *testing.T, s *logical.Secret) *logical.Secret {
 // keyWorks reports whether an issued access key authenticates at Storyden.
 func (e *testEnv) keyWorks(key string) bool {
 	e.t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, e.upstream.URL()+"/api/accounts", nil)
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
+	status, err := storydenemu.ProbeKey(e.upstream.URL(), key)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	return status == http.StatusOK
 }
 
 // signInStatus tries a password at Storyden directly.
 func (e *testEnv) signInStatus(handle, password string) int {
 	e.t.Helper()
-	body := strings.NewReader(`{"identifier":"` + handle + `","token":"` + password + `"}`)
-	resp, err := http.Post(e.upstream.URL()+"/api/auth/password/signin", "application/json", body)
+	status, _, err := storydenemu.ProbeSignIn(e.upstream.URL(), handle, password)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	return status
 }
 
 func (e *testEnv) liveKeys() []sandbox.Object {

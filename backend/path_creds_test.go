@@ -111,23 +111,9 @@ func TestCreds_RevokeAfterRoleDeletedAndAfterManualDelete(t *testing.T) {
 // adminDelete revokes a key directly at the emulator, as an operator would.
 func adminDelete(t *testing.T, env *testEnv, id string) {
 	t.Helper()
-	signin, err := http.Post(env.upstream.URL()+"/api/auth/password/signin", "application/json",
-		strings.NewReader(`{"identifier":"`+adminHandle+`","token":"`+adminPassword+`"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signin.Body.Close()
-	req, _ := http.NewRequest(http.MethodDelete, env.upstream.URL()+"/api/auth/access-keys/"+id, nil)
-	for _, c := range signin.Cookies() {
-		req.Header.Add("Cookie", c.Name+"="+c.Value)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("manual delete: %d", resp.StatusCode)
+	status, err := storydenemu.ProbeRevoke(env.upstream.URL(), adminHandle, adminPassword, id)
+	if err != nil || status != http.StatusNoContent {
+		t.Fatalf("manual delete: %d %v", status, err)
 	}
 }
 

@@ -63,11 +63,12 @@ replace (
 )
 GOMOD
 
-echo "building vault $version into $dir (one-time, about 9 CPU-minutes)" >&2
+log="$dir/build.log"
+echo "building vault $version into $dir (one-time, about 20 CPU-minutes; log: $log)" >&2
 (
   cd "$src"
-  GOFLAGS=-mod=mod go mod tidy -e >&2
-  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin.tmp" . >&2
+  GOFLAGS=-mod=mod go mod tidy -e >"$log" 2>&1 || { tail -20 "$log" >&2; exit 1; }
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin.tmp" . >>"$log" 2>&1 || { tail -20 "$log" >&2; exit 1; }
 )
 mv "$bin.tmp" "$bin"
 rm -rf "$src"

@@ -1,0 +1,310 @@
+// Package e2e drives the plugin through a real `vault` server: the binary built
+// from the github.com/hashicorp/vault module by scripts/build-vault.sh, with
+// the plugin registered by SHA-256 and version through scripts/register-plugin.sh,
+// and driven by the real CLI and HTTP API. Upstreams are the sandbox
+// emulators, started in this process on 127.0.0.1.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// pluginVersion is built into the binary and registered in Vault's catalog.
+var pluginVersion = envOr("PLUGIN_VERSION", "v0.1.0")
+
+const pluginName = "vault-plugin-secrets-apikeys"
+
+// vault is the one server every test in the package shares.
+var vault *vaultServer
+
+type vaultServer struct {
+	bin     string
+	addr    string
+	token   string
+	dir     string
+	cmd     *exec.Cmd
+	client  *api.Client
+	logPath string
+}
+
+func TestMain(m *testing.M) {
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	dir, err := os.MkdirTemp("", "apikeys-e2e-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	bin, err := vaultBinary()
+	if err != nil {
+		return 0, err
+	}
+	plugin, err := buildPlugin(filepath.Join(dir, "plugins"))
+	if err != nil {
+		return 0, err
+	}
+	vault, err = startVault(bin, dir)
+	if err != nil {
+		return 0, err
+	}
+	defer vault.stop()
+	if out, err := vault.script("../scripts/register-plugin.sh", plugin); err != nil {
+		return 0, fmt.Errorf("register the plugin: %v\n%s", err, out)
+	}
+	code := m.Run()
+	if leaked := leakedSecrets(vault.log()); len(leaked) > 0 {
+		fmt.Fprintf(os.Stderr, "e2e: the vault server log (trace level, plugin included) contains secrets: %s\n", strings.Join(leaked, ", "))
+		code = 1
+	}
+	if code != 0 {
+		vault.dumpLog()
+	}
+	return code, nil
+}
+
+// knownSecrets are registered by tests: root credentials they configure.
+// Issued credentials are caught by their prefixes.
+var (
+	knownSecretsMu sync.Mutex
+	knownSecrets   = map[string]string{}
+	issuedPrefixes = []string{"sdpak_"}
+)
+
+func registerSecret(label, value string) {
+	knownSecretsMu.Lock()
+	defer knownSecretsMu.Unlock()
+	knownSecrets[label] = value
+}
+
+func leakedSecrets(log string) []string {
+	knownSecretsMu.Lock()
+	defer knownSecretsMu.Unlock()
+	var leaked []string
+	for label, value := range knownSecrets {
+		if strings.Contains(log, value) {
+			leaked = append(leaked, label)
+		}
+	}
+	for _, prefix := range issuedPrefixes {
+		if strings.Contains(log, prefix) {
+			leaked = append(leaked, "an issued credential ("+prefix+"…)")
+		}
+	}
+	return leaked
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
+}
+
+// vaultBinary is $VAULT_BIN, or the cached build from scripts/build-vault.sh.
+func vaultBinary() (string, error) {
+	if bin := os.Getenv("VAULT_BIN"); bin != "" {
+		return bin, nil
+	}
+	out, err := exec.Command("../scripts/build-vault.sh").Output()
+	if err != nil {
+		return "", fmt.Errorf("scripts/build-vault.sh: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func buildPlugin(dir string) (string, error) {
+	path := filepath.Join(dir, pluginName)
+	ldflags := "-X github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend.Version=" + pluginVersion
+	cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", path, "../cmd/"+pluginName)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build the plugin: %v\n%s", err, out)
+	}
+	return path, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func startVault(bin, dir string) (*vaultServer, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	config := filepath.Join(dir, "plugins.hcl")
+	if err := os.WriteFile(config, []byte(fmt.Sprintf("plugin_directory = %q\n", filepath.Join(dir, "plugins"))), 0o600); err != nil {
+		return nil, err
+	}
+	v := &vaultServer{bin: bin, addr: fmt.Sprintf("http://127.0.0.1:%d", port), token: "root", dir: dir, logPath: filepath.Join(dir, "vault.log")}
+	logFile, err := os.Create(v.logPath)
+	if err != nil {
+		return nil, err
+	}
+	v.cmd = exec.Command(bin, "server", "-dev", "-dev-root-token-id="+v.token,
+		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port), "-config="+config, "-log-level=trace")
+	v.cmd.Stdout, v.cmd.Stderr = logFile, logFile
+	if err := v.cmd.Start(); err != nil {
+		return nil, err
+	}
+	cfg := api.DefaultConfig()
+	cfg.Address = v.addr
+	if v.client, err = api.NewClient(cfg); err != nil {
+		return nil, err
+	}
+	v.client.SetToken(v.token)
+	return v, v.waitReady(30 * time.Second)
+}
+
+func (v *vaultServer) waitReady(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if health, err := v.client.Sys().Health(); err == nil && health.Initialized && !health.Sealed {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	v.dumpLog()
+	return fmt.Errorf("vault did not become ready within %s", limit)
+}
+
+func (v *vaultServer) stop() {
+	if v.cmd != nil && v.cmd.Process != nil {
+		_ = v.cmd.Process.Kill()
+		_, _ = v.cmd.Process.Wait()
+	}
+}
+
+func (v *vaultServer) env() []string {
+	return append(os.Environ(), "VAULT_ADDR="+v.addr, "VAULT_TOKEN="+v.token, "VAULT_BIN="+v.bin,
+		"PLUGIN_VERSION="+pluginVersion, "VAULT_FORMAT=json")
+}
+
+func (v *vaultServer) script(path string, args ...string) (string, error) {
+	cmd := exec.Command(path, args...)
+	cmd.Env = v.env()
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (v *vaultServer) log() string {
+	data, _ := os.ReadFile(v.logPath)
+	return string(data)
+}
+
+func (v *vaultServer) dumpLog() {
+	lines := strings.Split(v.log(), "\n")
+	if len(lines) > 80 {
+		lines = lines[len(lines)-80:]
+	}
+	fmt.Fprintf(os.Stderr, "--- last lines of the vault server log ---\n%s\n", strings.Join(lines, "\n"))
+}
+
+// cliResult is one run of the vault CLI.
+type cliResult struct {
+	stdout, stderr string
+	err            error
+}
+
+// cli runs the real vault CLI against the test server, with stdin when given.
+func cli(t *testing.T, stdin string, args ...string) cliResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, vault.bin, args...)
+	cmd.Env = vault.env()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	err := cmd.Run()
+	return cliResult{stdout: stdout.String(), stderr: stderr.String(), err: err}
+}
+
+// mustCLI runs the CLI and fails the test unless it succeeds.
+func mustCLI(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	r := cli(t, stdin, args...)
+	if r.err != nil {
+		t.Fatalf("vault %s: %v\n%s", strings.Join(args, " "), r.err, r.stderr)
+	}
+	return r.stdout
+}
+
+// cliJSON runs the CLI (VAULT_FORMAT=json) and decodes its output.
+func cliJSON(t *testing.T, args ...string) *api.Secret {
+	t.Helper()
+	out := mustCLI(t, "", args...)
+	var secret api.Secret
+	if err := json.Unmarshal([]byte(out), &secret); err != nil {
+		t.Fatalf("vault %s printed no JSON secret: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return &secret
+}
+
+var mountSeq atomic.Int64
+
+// newMount enables the plugin at a fresh path, through the CLI with the
+// registered version.
+func newMount(t *testing.T, prefix string) string {
+	t.Helper()
+	mount := fmt.Sprintf("%s-%d", prefix, mountSeq.Add(1))
+	mustCLI(t, "", "secrets", "enable", "-path="+mount, "-plugin-version="+pluginVersion, pluginName)
+	return mount
+}
+
+var codePattern = regexp.MustCompile(`Code: (\d{3})`)
+
+// wantCLIError fails unless the CLI failed with HTTP status code and a message containing want.
+func wantCLIError(t *testing.T, r cliResult, code, want string) {
+	t.Helper()
+	if r.err == nil {
+		t.Fatalf("want HTTP %s, the command succeeded: %s", code, r.stdout)
+	}
+	if m := codePattern.FindStringSubmatch(r.stderr); m == nil || m[1] != code {
+		t.Fatalf("want HTTP %s, got: %s", code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, want) {
+		t.Fatalf("error does not contain %q: %s", want, r.stderr)
+	}
+}
+
+// eventually polls cond every 200 ms until it holds or limit passes.
+func eventually(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not happen within %s", what, limit)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
