@@ -1,0 +1,203 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// scripted answers each request with the next status in statuses (the last
+// one repeats) and counts requests.
+func scripted(t *testing.T, header http.Header, statuses ...int) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := int(n.Add(1)) - 1
+		if i >= len(statuses) {
+			i = len(statuses) - 1
+		}
+		for k, v := range header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(statuses[i])
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+func TestClient_RetryRules(t *testing.T) {
+	cases := []struct {
+		name       string
+		statuses   []int
+		header     http.Header
+		idempotent bool
+		wantStatus int
+		wantCalls  int32
+	}{
+		{"503 idempotent is retried", []int{503, 503, 200}, nil, true, 200, 3},
+		{"503 create is not retried", []int{503, 200}, nil, false, 503, 1},
+		{"429 create is retried after backoff", []int{429, 201}, nil, false, 201, 2},
+		{"429 with short Retry-After is retried", []int{429, 200}, http.Header{"Retry-After": {"1"}}, false, 200, 2},
+		{"429 with long Retry-After is returned", []int{429, 200}, http.Header{"Retry-After": {"3600"}}, true, 429, 1},
+		{"attempts are bounded", []int{503}, nil, true, 503, 4},
+		{"4xx is final", []int{404, 200}, nil, true, 404, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, calls := scripted(t, tc.header, tc.statuses...)
+			c := &Client{Provider: "test", BaseURL: srv.URL}
+			resp, err := c.Do(context.Background(), Request{Op: "op", Method: http.MethodPost, Path: "/x", Idempotent: tc.idempotent})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Status != tc.wantStatus || calls.Load() != tc.wantCalls {
+				t.Fatalf("status %d after %d calls, want %d after %d", resp.Status, calls.Load(), tc.wantStatus, tc.wantCalls)
+			}
+		})
+	}
+}
+
+func TestClient_TransportFailures(t *testing.T) {
+	// A refused connection never reached the upstream: retried even for a create.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	c := &Client{Provider: "test", BaseURL: "http://" + addr, MaxAttempts: 2}
+	start := time.Now()
+	_, err = c.Do(context.Background(), Request{Op: "create thing", Method: http.MethodPost, Path: "/x?secret=hunter2"})
+	var ue *UpstreamError
+	if !errors.As(err, &ue) || ue.Status != 0 || !strings.Contains(err.Error(), "test: create thing failed") {
+		t.Fatalf("want an UpstreamError naming the operation, got %v", err)
+	}
+	if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), addr+"/x") {
+		t.Fatalf("the error carries the URL: %v", err)
+	}
+	if time.Since(start) < firstBackoff/2 {
+		t.Fatal("no backoff between attempts")
+	}
+
+	// A cancelled context ends the retries at once.
+	srv, calls := scripted(t, nil, 503)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	c = &Client{Provider: "test", BaseURL: srv.URL}
+	if _, err := c.Do(ctx, Request{Op: "op", Method: http.MethodGet, Path: "/", Idempotent: true}); err == nil || calls.Load() > 1 {
+		t.Fatalf("cancelled context: err=%v calls=%d", err, calls.Load())
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cases := map[string]time.Duration{
+		"":                              0,
+		"5":                             5 * time.Second,
+		"0":                             0,
+		"soon":                          0,
+		"Thu, 01 Jan 2026 00:01:00 GMT": time.Minute,
+		"Wed, 31 Dec 2025 00:00:00 GMT": 0,
+	}
+	for value, want := range cases {
+		h := http.Header{}
+		if value != "" {
+			h.Set("Retry-After", value)
+		}
+		if got := RetryAfter(h, now); got != want {
+			t.Errorf("Retry-After %q = %s, want %s", value, got, want)
+		}
+	}
+}
+
+func TestUpstreamError_Text(t *testing.T) {
+	cases := []struct {
+		err  *UpstreamError
+		want string
+	}{
+		{&UpstreamError{Provider: "p", Op: "sign in", Status: 401, Code: "unauthenticated", Message: "bad password"}, "p: sign in failed with HTTP 401 Unauthorized (unauthenticated): bad password"},
+		{&UpstreamError{Provider: "p", Op: "create", Status: 429, RetryAfter: 90 * time.Second}, "p: create failed with HTTP 429 Too Many Requests; the upstream asks to retry after 1m30s"},
+		{&UpstreamError{Provider: "p", Op: "create", Status: 429}, "rate limit is exhausted, retry later"},
+		{&UpstreamError{Provider: "p", Op: "list", Err: errors.New("connection reset")}, "p: list failed: connection reset"},
+	}
+	for _, tc := range cases {
+		if got := tc.err.Error(); !strings.Contains(got, tc.want) {
+			t.Errorf("%q does not contain %q", got, tc.want)
+		}
+	}
+	if StatusOf(errors.Join(errors.New("x"), cases[0].err)) != 401 {
+		t.Error("StatusOf does not see a wrapped UpstreamError")
+	}
+	if len(CleanMessage(strings.Repeat("a ", 500))) > maxMessageLen+4 {
+		t.Error("CleanMessage does not bound the text")
+	}
+}
+
+func TestField_Normalize(t *testing.T) {
+	perms := Field{Name: "permissions", Type: TypeStringList, Allowed: []string{"read", "write"}}
+	cases := []struct {
+		field   Field
+		raw     any
+		want    any
+		wantErr string
+	}{
+		{Field{Name: "s", Type: TypeString}, "  x ", "x", ""},
+		{Field{Name: "s", Type: TypeString}, 5, nil, "s must be a string"},
+		{Field{Name: "m", Type: TypeString, Allowed: []string{"a"}}, "b", nil, `m="b" is not allowed`},
+		{Field{Name: "b", Type: TypeBool}, "true", true, ""},
+		{Field{Name: "b", Type: TypeBool}, "yes please", nil, "b must be true or false"},
+		{Field{Name: "i", Type: TypeInt}, float64(3), 3, ""},
+		{Field{Name: "i", Type: TypeInt}, 2.5, nil, "whole number"},
+		{perms, "write, read,read", []string{"read", "write"}, ""},
+		{perms, []any{"read", 1}, nil, "list of strings"},
+		{perms, []any{"read", "admin"}, nil, `may not contain "admin"`},
+	}
+	for _, tc := range cases {
+		got, err := tc.field.Normalize(tc.raw)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, ErrInvalidInput) {
+				t.Errorf("%s(%v): err %v, want %q", tc.field.Name, tc.raw, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || !equalValue(got, tc.want) {
+			t.Errorf("%s(%v) = %v, %v; want %v", tc.field.Name, tc.raw, got, err, tc.want)
+		}
+	}
+}
+
+func equalValue(a, b any) bool {
+	as, aok := a.([]string)
+	bs, bok := b.([]string)
+	if aok && bok {
+		return strings.Join(as, ",") == strings.Join(bs, ",")
+	}
+	return a == b
+}
+
+func TestValues_GettersSurviveJSON(t *testing.T) {
+	v := Values{"n": float64(7), "l": []any{"a", "b"}, "s": "x", "b": true}
+	if v.Int("n") != 7 || strings.Join(v.Strings("l"), ",") != "a,b" || v.String("s") != "x" || !v.Bool("b") {
+		t.Fatalf("getters: %d %v %q %v", v.Int("n"), v.Strings("l"), v.String("s"), v.Bool("b"))
+	}
+	if v.String("missing") != "" || v.Strings("missing") != nil || v.Int("s") != 0 {
+		t.Fatal("missing or mistyped values must read as zero")
+	}
+}
+
+func TestRandomString(t *testing.T) {
+	a, err := RandomString(32, "ab")
+	if err != nil || len(a) != 32 || strings.Trim(a, "ab") != "" {
+		t.Fatalf("RandomString = %q, %v", a, err)
+	}
+	b, _ := RandomString(32, "ab")
+	if a == b {
+		t.Fatal("two random strings are equal")
+	}
+}
