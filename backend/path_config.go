@@ -235,10 +235,16 @@ func (b *backend) applyBaseURL(entry *connectionEntry, p provider.Provider, data
 	return nil
 }
 
-// errorResponseFor turns a provider error into a 400 when it is the caller's
-// to fix, or a coded error when the upstream failed.
+// requestError is a problem the caller must fix: handlers answer it with 400.
+type requestError string
+
+func (e requestError) Error() string { return string(e) }
+
+// errorResponseFor turns an error into a 400 when it is the caller's to fix,
+// or a 502 when the upstream failed.
 func errorResponseFor(err error) (*logical.Response, error) {
-	if errors.Is(err, provider.ErrInvalidInput) {
+	var re requestError
+	if errors.Is(err, provider.ErrInvalidInput) || errors.As(err, &re) {
 		return logical.ErrorResponse(err.Error()), nil
 	}
 	var ue *provider.UpstreamError

@@ -36,17 +36,11 @@ func (b *backend) pathRotateRootWrite(ctx context.Context, req *logical.Request,
 	if err := validateName("connection", name); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	err := b.rotateRoot(ctx, req.Storage, name)
-	switch {
-	case err == nil:
-		return nil, nil
-	case errors.Is(err, errConnectionMissing), errors.Is(err, provider.ErrRotationUnsupported):
-		return logical.ErrorResponse(err.Error()), nil
+	if err := b.rotateRoot(ctx, req.Storage, name); err != nil {
+		return errorResponseFor(err)
 	}
-	return errorResponseFor(err)
+	return nil, nil
 }
-
-var errConnectionMissing = errors.New("connection does not exist")
 
 // rotateRoot replaces a connection's root credential. The provider stages the
 // new root (stored as pending_root) before the upstream switches to it; after
@@ -62,7 +56,7 @@ func (b *backend) rotateRoot(ctx context.Context, s logical.Storage, name string
 		return err
 	}
 	if entry == nil {
-		return fmt.Errorf("%w: %q; write config/%s first", errConnectionMissing, name, name)
+		return requestError(fmt.Sprintf("connection %q does not exist: write config/%s first", name, name))
 	}
 	if entry.PendingRoot != nil {
 		if err := b.recoverPendingRootLocked(ctx, s, name, entry); err != nil {
@@ -85,7 +79,7 @@ func (b *backend) rotateRoot(ctx context.Context, s logical.Storage, name string
 	}
 	newRoot, err := conn.RotateRoot(ctx, stage)
 	if errors.Is(err, provider.ErrRotationUnsupported) {
-		return fmt.Errorf("%w: provider %s cannot rotate its root credential through its API; rotate it in the provider's console, then write config/%s", provider.ErrRotationUnsupported, entry.Provider, name)
+		return requestError(fmt.Sprintf("provider %s cannot rotate its root credential through its API (%v); rotate it in the provider's console, then write config/%s", entry.Provider, err, name))
 	}
 	if err != nil {
 		if entry.PendingRoot != nil {

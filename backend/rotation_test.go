@@ -67,7 +67,7 @@ func TestRotateRoot_ConcurrentCallsAreSerialized(t *testing.T) {
 
 func TestRotateRoot_UnknownConnectionIs400(t *testing.T) {
 	env := newTestEnv(t)
-	env.mustBadRequest(logical.UpdateOperation, "rotate-root/ghost", nil, "connection does not exist")
+	env.mustBadRequest(logical.UpdateOperation, "rotate-root/ghost", nil, `connection "ghost" does not exist`)
 }
 
 func TestRotateRoot_FailedChangeKeepsWorkingRoot(t *testing.T) {
