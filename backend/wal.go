@@ -36,12 +36,11 @@ func (w walIssue) rollbackRequest() provider.RollbackRequest {
 	return provider.RollbackRequest{Name: w.Name, RoleName: w.Role, Role: w.RoleValues}
 }
 
+// putIssueWAL returns the storage error unwrapped: on a performance standby
+// it is logical.ErrReadOnly, which Vault recognizes by its exact text and
+// answers by forwarding the whole request to the active node.
 func putIssueWAL(ctx context.Context, s logical.Storage, entry walIssue) (string, error) {
-	id, err := framework.PutWAL(ctx, s, walKindIssue, entry)
-	if err != nil {
-		return "", fmt.Errorf("write the write-ahead log entry for %s: %w", entry.Name, err)
-	}
-	return id, nil
+	return framework.PutWAL(ctx, s, walKindIssue, entry)
 }
 
 // walRollback is called by Vault for WAL entries older than walRollbackMinAge.
