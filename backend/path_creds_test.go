@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"sync"
@@ -286,5 +287,25 @@ func TestCreds_LegacyErrorBodiesAreRead(t *testing.T) {
 	resp, _ := env.request(logical.CreateOperation, "config/main", env.storydenConfig(map[string]any{"password": "wrong-password-123"}))
 	if msg := respError(resp); !strings.Contains(msg, "): ") && !strings.Contains(msg, "Unauthorized: ") {
 		t.Fatalf("the legacy error message was not surfaced: %q", msg)
+	}
+}
+
+// readOnlyStorage behaves like a performance standby's storage.
+type readOnlyStorage struct{ logical.Storage }
+
+func (readOnlyStorage) Put(context.Context, *logical.StorageEntry) error { return logical.ErrReadOnly }
+
+func TestCreds_PerformanceStandbyForwardsToActive(t *testing.T) {
+	env := newTestEnv(t)
+	env.setup(nil)
+	_, err := env.b.HandleRequest(context.Background(), &logical.Request{
+		Operation: logical.ReadOperation, Path: "creds/app", Storage: readOnlyStorage{env.storage},
+	})
+	// Vault forwards a request whose error is exactly ErrReadOnly.
+	if err == nil || err.Error() != logical.ErrReadOnly.Error() {
+		t.Fatalf("err = %v, want exactly %v", err, logical.ErrReadOnly)
+	}
+	if n := len(env.upstream.Objects()); n != 0 {
+		t.Fatalf("a standby created %d keys upstream before forwarding", n)
 	}
 }
