@@ -46,6 +46,8 @@ type backend struct {
 	rootLocks []*locksutil.LockEntry
 	// httpClient is handed to every provider connection; tests swap it.
 	httpClient *http.Client
+	// now is the clock of the rotation schedule; tests move it.
+	now func() time.Time
 }
 
 // Factory returns a new, set-up instance of the engine.
@@ -63,6 +65,7 @@ func newBackend(providers *registry) *backend {
 		conns:      newConnectionCache(),
 		rootLocks:  locksutil.CreateLocks(),
 		httpClient: &http.Client{Timeout: provider.DefaultRequestTimeout},
+		now:        time.Now,
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -81,6 +84,7 @@ func newBackend(providers *registry) *backend {
 		WALRollback:       b.walRollback,
 		WALRollbackMinAge: walRollbackMinAge,
 		PeriodicFunc:      b.periodic,
+		RotateCredential:  b.rotateCredential,
 		Invalidate:        b.invalidate,
 		Clean:             b.clean,
 		RunningVersion:    Version,
@@ -100,11 +104,11 @@ func (b *backend) clean(_ context.Context) {
 	b.conns.dropAll()
 }
 
-// periodic runs on Vault's rollback tick (once a minute), on the node that
-// may write.
+// periodic runs on Vault's rollback tick (once a minute); only the node that
+// may write resolves interrupted rotations and runs rotation schedules.
 func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
-	return b.recoverPendingRoots(ctx, req.Storage)
+	return b.maintainRoots(ctx, req.Storage)
 }

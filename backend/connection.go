@@ -25,6 +25,8 @@ type connectionEntry struct {
 	PendingRoot provider.Values `json:"pending_root,omitempty"`
 	// LastRotation is when Vault last rotated the root.
 	LastRotation time.Time `json:"last_rotation,omitempty"`
+	// Rotation is the scheduled rotation's settings and state.
+	Rotation rotationSchedule `json:"rotation"`
 	// Generation changes on every write, so cached sessions built from an
 	// older version are never used.
 	Generation uint64 `json:"generation"`
@@ -114,6 +116,16 @@ func (c *connectionCache) replaceLocked(name string, next cachedConnection) {
 		old.conn.Close()
 	}
 	c.conns[name] = next
+}
+
+// rekey moves a cached connection from one generation to the next when the
+// stored change does not touch what the connection was built from.
+func (c *connectionCache) rekey(name string, from, to uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cached, ok := c.conns[name]; ok && cached.generation == from {
+		c.conns[name] = cachedConnection{generation: to, conn: cached.conn}
+	}
 }
 
 func (c *connectionCache) drop(name string) {

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/helper/automatedrotationutil"
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/hashicorp/vault/sdk/rotation"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 	storydenemu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storyden"
@@ -71,7 +73,7 @@ func newTestEnv(t *testing.T, opts ...func(*storydenemu.Options)) *testEnv {
 	storage := &logical.InmemStorage{}
 	config.StorageView = storage
 	config.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: logs})
-	config.System = &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
+	config.System = &testSystemView{StaticSystemView: logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}}
 	b := newBackend(defaultRegistry())
 	b.httpClient = &http.Client{Timeout: 5 * time.Second}
 	if err := b.Setup(context.Background(), config); err != nil {
@@ -83,9 +85,49 @@ func newTestEnv(t *testing.T, opts ...func(*storydenemu.Options)) *testEnv {
 	return env
 }
 
+// testSystemView answers rotation-manager calls as Vault Community does,
+// unless enterprise is set: then it accepts and records registrations.
+type testSystemView struct {
+	logical.StaticSystemView
+	enterprise bool
+	mu         sync.Mutex
+	registered map[string]*rotation.RotationJobConfigureRequest
+}
+
+func (s *testSystemView) RegisterRotationJob(_ context.Context, req *rotation.RotationJobConfigureRequest) (string, error) {
+	if !s.enterprise {
+		return "", automatedrotationutil.ErrRotationManagerUnsupported
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.registered == nil {
+		s.registered = map[string]*rotation.RotationJobConfigureRequest{}
+	}
+	s.registered[req.ReqPath] = req
+	return "rotation-id", nil
+}
+
+func (s *testSystemView) DeregisterRotationJob(_ context.Context, req *rotation.RotationJobDeregisterRequest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.registered, req.ReqPath)
+	return nil
+}
+
+func (s *testSystemView) GetRotationInformation(_ context.Context, req *rotation.RotationInfoRequest) (*rotation.RotationInfoResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	job, ok := s.registered[req.ReqPath]
+	if !s.enterprise || !ok {
+		return nil, automatedrotationutil.ErrRotationManagerUnsupported
+	}
+	next := time.Now().Add(job.RotationPeriod)
+	return &rotation.RotationInfoResponse{NextVaultRotation: next, TTL: int64(job.RotationPeriod.Seconds())}, nil
+}
+
 func (e *testEnv) request(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
 	e.t.Helper()
-	return e.b.HandleRequest(context.Background(), &logical.Request{Operation: op, Path: path, Data: data, Storage: e.storage})
+	return e.b.HandleRequest(context.Background(), &logical.Request{Operation: op, Path: path, Data: data, Storage: e.storage, MountPoint: "apikeys/"})
 }
 
 // mustOK fails the test unless the request succeeded without an error response.
@@ -261,7 +303,7 @@ func (e *testEnv) rotatedPasswords() []string {
 	names, _ := e.storage.List(context.Background(), configStoragePrefix)
 	var out []string
 	for _, n := range names {
-		if entry, _ := getConnection(context.Background(), e.storage, n); entry != nil {
+		if entry, _ := getConnection(context.Background(), e.storage, n); entry != nil && entry.Values.String("password") != "" {
 			out = append(out, entry.Values.String("password"))
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/automatedrotationutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
@@ -22,6 +23,7 @@ const (
 
 var commonConfigFields = map[string]bool{
 	fieldName: true, fieldProvider: true, fieldBaseURL: true, fieldVerifyConnection: true, fieldAllowedRoles: true,
+	"rotation_period": true, "rotation_schedule": true, "rotation_window": true, "disable_automated_rotation": true, "rotation_policy": true,
 }
 
 func connectionFields(p provider.Provider) []provider.Field { return p.ConnectionFields() }
@@ -38,6 +40,7 @@ func (b *backend) pathConfig() []*framework.Path {
 		Description: "Prove the root credential works upstream before storing the connection."}
 	fields[fieldAllowedRoles] = &framework.FieldSchema{Type: framework.TypeCommaStringSlice,
 		Description: `Roles that may use this connection: names, or "*" for all (the default).`}
+	automatedrotationutil.AddAutomatedRotationFields(fields)
 
 	return []*framework.Path{
 		{
@@ -116,9 +119,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *f
 			data[k] = v
 		}
 	}
-	if !entry.LastRotation.IsZero() {
-		data["last_vault_rotation"] = provider.Timestamp(entry.LastRotation)
-	}
+	b.rotationInfo(ctx, req, entry, data)
 	return &logical.Response{Data: data}, nil
 }
 
@@ -149,6 +150,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
+	if err := parseRotationFields(entry, p, d); err != nil {
+		return errorResponseFor(err)
+	}
 	conn, err := b.openConnection(name, entry, entry.Values)
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
@@ -159,8 +163,16 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 			return logical.ErrorResponse(fmt.Sprintf("verify_connection failed, nothing was stored: %v; fix the %s credentials or base_url, or write verify_connection=false to store without checking", err, p.Name())), nil
 		}
 	}
+	managerOp, err := b.scheduleRotation(ctx, req, entry)
+	if err != nil {
+		conn.Close()
+		return errorResponseFor(err)
+	}
 	if err := putConnection(ctx, req.Storage, name, entry); err != nil {
 		conn.Close()
+		if managerOp != "" {
+			return nil, fmt.Errorf("write to storage failed but the rotation manager still succeeded; operation=%s, err=%w", managerOp, err)
+		}
 		return nil, err
 	}
 	b.conns.put(name, entry.Generation, conn)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
@@ -42,15 +41,20 @@ func (b *backend) pathRotateRootWrite(ctx context.Context, req *logical.Request,
 	return nil, nil
 }
 
-// rotateRoot replaces a connection's root credential. The provider stages the
-// new root (stored as pending_root) before the upstream switches to it; after
-// the switch the new root becomes current. If anything fails in between,
-// recoverPendingRoot later finds out which root works and keeps that one.
+// rotateRoot replaces a connection's root credential, serialized with every
+// other rotation of that connection.
 func (b *backend) rotateRoot(ctx context.Context, s logical.Storage, name string) error {
 	lock := locksutil.LockForKey(b.rootLocks, name)
 	lock.Lock()
 	defer lock.Unlock()
+	return b.rotateRootLocked(ctx, s, name)
+}
 
+// rotateRootLocked does the rotation. The provider stages the new root
+// (stored as pending_root) before the upstream switches to it; after the
+// switch the new root becomes current. If anything fails in between,
+// recoverPendingRootLocked later finds out which root works and keeps it.
+func (b *backend) rotateRootLocked(ctx context.Context, s logical.Storage, name string) error {
 	entry, err := getConnection(ctx, s, name)
 	if err != nil {
 		return err
@@ -83,7 +87,7 @@ func (b *backend) rotateRoot(ctx context.Context, s logical.Storage, name string
 	}
 	if err != nil {
 		if entry.PendingRoot != nil {
-			b.Logger().Warn("root rotation failed after the new root was staged; it will be resolved on the next periodic run", "connection", name, "error", err)
+			b.Logger().Warn("root rotation failed after the new root was staged; the periodic check resolves it", "connection", name, "error", err)
 		}
 		return err
 	}
@@ -91,38 +95,18 @@ func (b *backend) rotateRoot(ctx context.Context, s logical.Storage, name string
 		entry.Values[k] = v
 	}
 	entry.PendingRoot = nil
-	entry.LastRotation = time.Now().UTC()
+	entry.LastRotation = b.now().UTC()
+	if err := b.scheduleAfterRotation(entry, entry.LastRotation); err != nil {
+		return err
+	}
 	if err := putConnection(ctx, s, name, entry); err != nil {
-		// The new root is still stored as pending; the periodic run promotes it.
+		// The new root is still stored as pending; the periodic check promotes it.
 		return fmt.Errorf("the root was rotated upstream but storing it failed (it stays staged and is promoted automatically): %w", err)
 	}
 	// The provider's connection already uses the new root and its session.
 	b.conns.put(name, entry.Generation, conn)
 	b.Logger().Info("rotated root credential", "connection", name, "provider", entry.Provider)
 	return nil
-}
-
-// recoverPendingRoots resolves rotations interrupted between staging and
-// promotion, for every connection.
-func (b *backend) recoverPendingRoots(ctx context.Context, s logical.Storage) error {
-	names, err := s.List(ctx, configStoragePrefix)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, name := range names {
-		lock := locksutil.LockForKey(b.rootLocks, name)
-		lock.Lock()
-		entry, err := getConnection(ctx, s, name)
-		if err == nil && entry != nil && entry.PendingRoot != nil {
-			err = b.recoverPendingRootLocked(ctx, s, name, entry)
-		}
-		lock.Unlock()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("connection %q: %w", name, err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // recoverPendingRootLocked keeps whichever root works upstream: the current
@@ -147,7 +131,10 @@ func (b *backend) recoverPendingRootLocked(ctx context.Context, s logical.Storag
 	if err != nil {
 		return fmt.Errorf("neither the current nor the staged root works upstream: %w", err)
 	}
-	entry.Values, entry.PendingRoot, entry.LastRotation = staged, nil, time.Now().UTC()
+	entry.Values, entry.PendingRoot, entry.LastRotation = staged, nil, b.now().UTC()
+	if err := b.scheduleAfterRotation(entry, entry.LastRotation); err != nil {
+		return err
+	}
 	b.Logger().Info("completed an interrupted root rotation", "connection", name)
 	return b.storeRecovered(ctx, s, name, entry, next)
 }

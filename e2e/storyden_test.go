@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -258,4 +259,37 @@ func TestStoryden_HundredReadsCostHundredCreatesAndAtMostOneSignIn(t *testing.T)
 		t.Fatal(err)
 	}
 	eventually(t, 60*time.Second, "revoke-prefix of 100 leases", func() bool { return f.liveKeys() == 0 })
+}
+
+func TestStoryden_ScheduledRotationOnCommunity(t *testing.T) {
+	t.Parallel()
+	f := newStoryden(t)
+	mustCLI(t, sdPassword, "write", f.mount+"/config/main", "provider=storyden",
+		"base_url="+f.upstream.URL(), "username="+sdAdmin, "password=-", "rotation_period=1m")
+	mustCLI(t, "", "write", f.mount+"/roles/app", "connection=main", "ttl=5m", "max_ttl=1h")
+	read := cliJSON(t, "read", f.mount+"/config/main")
+	next, err := time.Parse(time.RFC3339, fmt.Sprint(read.Data["next_vault_rotation"]))
+	if err != nil || time.Until(next) > time.Minute+5*time.Second {
+		t.Fatalf("next_vault_rotation %v on Vault Community: %v", read.Data["next_vault_rotation"], err)
+	}
+
+	// Vault's periodic tick runs once a minute: the rotation lands within two
+	// ticks of the period ending, and creds keep issuing throughout.
+	var leases []*api.Secret
+	eventually(t, 3*time.Minute+30*time.Second, "the scheduled rotation", func() bool {
+		leases = append(leases, f.issue())
+		status, _, err := storydenemu.ProbeSignIn(f.upstream.URL(), sdAdmin, sdPassword)
+		return err == nil && status == http.StatusUnauthorized
+	})
+	read = cliJSON(t, "read", f.mount+"/config/main")
+	if read.Data["last_vault_rotation"] == nil || read.Data["last_rotation_error"] != nil {
+		t.Fatalf("after the scheduled rotation: %v", read.Data)
+	}
+	leases = append(leases, f.issue())
+	for _, lease := range leases {
+		mustCLI(t, "", "lease", "revoke", lease.LeaseID)
+	}
+	if n := f.liveKeys(); n != 0 {
+		t.Fatalf("%d keys left after revoking every lease issued across the rotation", n)
+	}
 }

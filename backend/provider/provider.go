@@ -52,6 +52,13 @@ type Connection interface {
 	Close()
 }
 
+// RootRotationCapable is implemented by providers whose API can rotate the
+// root credential. Only they accept scheduled rotation; the others answer
+// RotateRoot with ErrRotationUnsupported and the reason.
+type RootRotationCapable interface {
+	RotatesRoot() bool
+}
+
 // ConnectionConfig is what Connect receives.
 type ConnectionConfig struct {
 	// Name is the connection's name in Vault, for logs and errors.

@@ -62,6 +62,9 @@ func (Provider) RoleFields() []provider.Field {
 	}
 }
 
+// RotatesRoot implements provider.RootRotationCapable: PATCH /api/auth/password.
+func (Provider) RotatesRoot() bool { return true }
+
 // ValidateRole implements provider.Provider.
 func (Provider) ValidateRole(role provider.Values) error {
 	prefix := role.String(fieldKeyNamePrefix)
