@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storx"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storyden"
 )
 
@@ -43,6 +44,9 @@ type upstream struct {
 
 var upstreams = []upstream{
 	{name: "storyden", defaultPort: 18105, build: buildStoryden},
+	{name: "storx", defaultPort: 18101, build: buildStorx},
+	// After storx: the auth service checks grants against its satellite.
+	{name: "storx-auth", defaultPort: 18111, build: buildStorxAuth},
 }
 
 // State is the state file: upstream name → "url" and root credentials.
@@ -60,6 +64,42 @@ func buildStoryden() (sandbox.Emulator, map[string]string, error) {
 	return emu, map[string]string{"username": "vault-admin", "password": password}, nil
 }
 
+// storxSatellite is the satellite buildStorx made last, which the
+// storx-auth emulator must share.
+var storxSatellite *storx.Satellite
+
+// buildStorx seeds one developer with StorX's own rate limit (a burst of 5
+// developer auth calls, then 1 per 5 minutes); SANDBOX_STORX_RATE_BURST
+// raises the burst for runs that log in more often.
+func buildStorx() (sandbox.Emulator, map[string]string, error) {
+	burst := 0
+	if raw := os.Getenv("SANDBOX_STORX_RATE_BURST"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 {
+			return nil, nil, errors.New("SANDBOX_STORX_RATE_BURST must be a whole number of 1 or more")
+		}
+		burst = n
+	}
+	email := "vault-developer@sandbox.storx.test"
+	password := envOr("SANDBOX_STORX_PASSWORD", "sandbox-storx-developer-pw")
+	storxSatellite = storx.New(storx.Options{
+		Developers: []storx.Developer{{Email: email, Password: password}},
+		RateBurst:  burst,
+	})
+	return storxSatellite, map[string]string{
+		"email": email, "password": password,
+		"passphrase": envOr("SANDBOX_STORX_PASSPHRASE", "sandbox-storx-passphrase"),
+		"user_email": "vault-app@sandbox.storx.test",
+	}, nil
+}
+
+func buildStorxAuth() (sandbox.Emulator, map[string]string, error) {
+	if storxSatellite == nil {
+		return nil, nil, errors.New("the storx entry must come before storx-auth in upstreams")
+	}
+	return storx.NewAuthService(storxSatellite, storx.AuthOptions{}), nil, nil
+}
+
 func envOr(name, fallback string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
@@ -74,6 +114,7 @@ type config struct {
 	stateFile string
 	duration  time.Duration
 	get       string
+	objects   string
 }
 
 func main() {
@@ -100,6 +141,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&cfg.stateFile, "state", "", "write URLs and seeded credentials here as JSON once listening")
 	fs.DurationVar(&cfg.duration, "duration", 0, "stop after this long (0 = until SIGINT or SIGTERM)")
 	fs.StringVar(&cfg.get, "get", "", "print one value of the -state file, e.g. storyden.url, and exit")
+	fs.StringVar(&cfg.objects, "objects", "", "print what one running emulator of the -state file holds upstream, e.g. storyden, and exit")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -115,6 +157,12 @@ func dispatch(cfg config) error {
 			return errors.New("-get needs -state FILE")
 		}
 		return printStateValue(os.Stdout, cfg.stateFile, cfg.get)
+	}
+	if cfg.objects != "" {
+		if cfg.stateFile == "" {
+			return errors.New("-objects needs -state FILE")
+		}
+		return printObjects(os.Stdout, cfg.stateFile, cfg.objects)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
