@@ -28,7 +28,6 @@ import (
 	"time"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
-	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storx"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storyden"
 )
 
@@ -44,9 +43,6 @@ type upstream struct {
 
 var upstreams = []upstream{
 	{name: "storyden", defaultPort: 18105, build: buildStoryden},
-	{name: "storx", defaultPort: 18101, build: buildStorx},
-	// After storx: the auth service checks grants against its satellite.
-	{name: "storx-auth", defaultPort: 18111, build: buildStorxAuth},
 }
 
 // State is the state file: upstream name → "url" and root credentials.
@@ -62,42 +58,6 @@ func buildStoryden() (sandbox.Emulator, map[string]string, error) {
 		{Handle: "member", Password: "sandbox-member-pw"},
 	}})
 	return emu, map[string]string{"username": "vault-admin", "password": password}, nil
-}
-
-// storxSatellite is the satellite buildStorx made last, which the
-// storx-auth emulator must share.
-var storxSatellite *storx.Satellite
-
-// buildStorx seeds one developer with StorX's own rate limit (a burst of 5
-// developer auth calls, then 1 per 5 minutes); SANDBOX_STORX_RATE_BURST
-// raises the burst for runs that log in more often.
-func buildStorx() (sandbox.Emulator, map[string]string, error) {
-	burst := 0
-	if raw := os.Getenv("SANDBOX_STORX_RATE_BURST"); raw != "" {
-		n, err := strconv.Atoi(raw)
-		if err != nil || n < 1 {
-			return nil, nil, errors.New("SANDBOX_STORX_RATE_BURST must be a whole number of 1 or more")
-		}
-		burst = n
-	}
-	email := "vault-developer@sandbox.storx.test"
-	password := envOr("SANDBOX_STORX_PASSWORD", "sandbox-storx-developer-pw")
-	storxSatellite = storx.New(storx.Options{
-		Developers: []storx.Developer{{Email: email, Password: password}},
-		RateBurst:  burst,
-	})
-	return storxSatellite, map[string]string{
-		"email": email, "password": password,
-		"passphrase": envOr("SANDBOX_STORX_PASSPHRASE", "sandbox-storx-passphrase"),
-		"user_email": "vault-app@sandbox.storx.test",
-	}, nil
-}
-
-func buildStorxAuth() (sandbox.Emulator, map[string]string, error) {
-	if storxSatellite == nil {
-		return nil, nil, errors.New("the storx entry must come before storx-auth in upstreams")
-	}
-	return storx.NewAuthService(storxSatellite, storx.AuthOptions{}), nil, nil
 }
 
 func envOr(name, fallback string) string {
