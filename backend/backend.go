@@ -5,6 +5,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -72,13 +73,15 @@ func newBackend(providers *registry) *backend {
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			LocalStorage:    []string{framework.WALPrefix},
-			SealWrapStorage: []string{configStoragePrefix},
+			SealWrapStorage: []string{configStoragePrefix, staticRoleStoragePrefix},
 		},
 		Paths: framework.PathAppend(
 			b.pathConfig(),
 			b.pathRoles(),
 			b.pathCreds(),
 			b.pathRotateRoot(),
+			b.pathStaticRoles(),
+			b.pathStaticCreds(),
 		),
 		Secrets:           []*framework.Secret{b.secretCredential()},
 		WALRollback:       b.walRollback,
@@ -110,5 +113,5 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
-	return b.maintainRoots(ctx, req.Storage)
+	return errors.Join(b.maintainRoots(ctx, req.Storage), b.rotateDueStatics(ctx, req.Storage))
 }

@@ -48,8 +48,8 @@ func TestConfig_SecretFieldsAreSensitiveAndSealWrapped(t *testing.T) {
 	if fields["username"].DisplayAttrs.Sensitive {
 		t.Error("username is marked Sensitive")
 	}
-	if got := env.b.SpecialPaths().SealWrapStorage; len(got) != 1 || got[0] != "config/" {
-		t.Errorf("SealWrapStorage = %v, want [config/]", got)
+	if got := env.b.SpecialPaths().SealWrapStorage; strings.Join(got, ",") != "config/,static-roles/" {
+		t.Errorf("SealWrapStorage = %v, want [config/ static-roles/]", got)
 	}
 }
 
@@ -64,6 +64,7 @@ func TestConfig_BadInputIs400AndStoresNothing(t *testing.T) {
 		{"no provider", "config/c", nil, []string{"provider"}, "provider is required"},
 		{"unknown provider", "config/c", map[string]any{"provider": "nope"}, nil, `provider "nope" is not known`},
 		{"unknown field", "config/c", map[string]any{"colour": "blue"}, nil, "colour is not a known field"},
+		{"field of another provider", "config/c", map[string]any{"passphrase": "x"}, nil, "passphrase is a field of provider storx, not storyden"},
 		{"missing password", "config/c", nil, []string{"password"}, "password is required"},
 		{"short password", "config/c", map[string]any{"password": "short"}, nil, "at least 8 characters"},
 		{"missing base_url", "config/c", nil, []string{"base_url"}, "base_url is required for provider storyden"},

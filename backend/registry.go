@@ -7,7 +7,9 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/katapult"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/storx"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/storyden"
 )
 
@@ -16,6 +18,8 @@ import (
 func defaultRegistry() *registry {
 	return newRegistry(
 		storyden.New(),
+		storx.New(),
+		katapult.New(),
 	)
 }
 

@@ -59,6 +59,17 @@ type RootRotationCapable interface {
 	RotatesRoot() bool
 }
 
+// StaticRotator is implemented by connections that can take over an existing
+// upstream credential and regenerate its secret on a schedule (static roles).
+type StaticRotator interface {
+	// LookupAccessKey checks that the credential exists and the root can see
+	// it. Errors wrap ErrInvalidInput when it does not.
+	LookupAccessKey(ctx context.Context, id string) error
+	// RegenerateCredentials replaces the credential's secret upstream and
+	// returns the credential's data, the new secret included.
+	RegenerateCredentials(ctx context.Context, id string) (map[string]any, error)
+}
+
 // ConnectionConfig is what Connect receives.
 type ConnectionConfig struct {
 	// Name is the connection's name in Vault, for logs and errors.
