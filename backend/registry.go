@@ -7,8 +7,10 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/dstor"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/katapult"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/storable"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/storx"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/storyden"
 )
@@ -20,6 +22,8 @@ func defaultRegistry() *registry {
 		storyden.New(),
 		storx.New(),
 		katapult.New(),
+		dstor.New(),
+		storable.New(),
 	)
 }
 

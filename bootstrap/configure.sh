@@ -11,6 +11,7 @@
 #   VAULT_BIN      vault binary (default: vault from PATH)
 #   PLUGIN_NAME    registered plugin name (default: vault-plugin-secrets-apikeys)
 #   MOUNT          mount path for Storyden (default: storyden); STORYDEN_MOUNT wins
+#   STORX_MOUNT    mount path for StorX (default: storx)
 #   SANDBOX_BIN    a built bootstrap/cmd/sandbox binary (default: built here)
 set -euo pipefail
 
@@ -76,7 +77,87 @@ configure_storyden() {
   say "wrote $mount/roles/app; try: vault read $mount/creds/app"
 }
 
+# json_string VALUE prints VALUE as a JSON string.
+json_string() {
+  local s="$1"
+  s="${s//\\/\\\\}"
+  s="${s//\"/\\\"}"
+  s="${s//$'\n'/\\n}"
+  s="${s//$'\r'/\\r}"
+  s="${s//$'\t'/\\t}"
+  printf '"%s"' "$s"
+}
+
+# StorX has two secrets, the developer password and the grant passphrase:
+# both go through stdin as JSON, so neither shows in the process list. The
+# connection needs the satellite (storx) and its auth service (storx-auth).
+configure_storx() {
+  local mount="${STORX_MOUNT:-storx}" secrets
+  has_upstream storx-auth || die "the state file has storx but no storx-auth: the StorX provider needs both"
+  enable_mount "$mount"
+  secrets="$(printf '{"password":%s,"passphrase":%s}' \
+    "$(json_string "$(state_get storx.password)")" "$(json_string "$(state_get storx.passphrase)")")"
+  printf '%s' "$secrets" | "$vault" write "$mount/config/sandbox" - provider=storx \
+    base_url="$(state_get storx.url)" auth_url="$(state_get storx-auth.url)" email="$(state_get storx.email)" >/dev/null \
+    || die "vault write $mount/config/sandbox failed"
+  say "wrote $mount/config/sandbox"
+  "$vault" write "$mount/roles/app" connection=sandbox ttl=5m max_ttl=1h user_email="$(state_get storx.user_email)" >/dev/null \
+    || die "vault write $mount/roles/app failed"
+  say "wrote $mount/roles/app; try: vault read $mount/creds/app"
+}
+
+# The API token goes through stdin, so it never shows in the process list.
+# The emulator serves the API under api_path, as Katapult does. The mount is
+# KATAPULT_MOUNT, default katapult.
+configure_katapult() {
+  local mount="${KATAPULT_MOUNT:-katapult}" bucket
+  enable_mount "$mount"
+  printf '%s' "$(state_get katapult.api_token)" | "$vault" write "$mount/config/sandbox" provider=katapult \
+    base_url="$(state_get katapult.url)$(state_get katapult.api_path)" organization="$(state_get katapult.organization)" api_token=- >/dev/null \
+    || die "vault write $mount/config/sandbox failed"
+  say "wrote $mount/config/sandbox"
+  bucket="$(state_get katapult.bucket)"
+  "$vault" write "$mount/roles/app" connection=sandbox ttl=5m max_ttl=1h read_buckets="$bucket" write_buckets="$bucket" >/dev/null \
+    || die "vault write $mount/roles/app failed"
+  say "wrote $mount/roles/app; try: vault read $mount/creds/app"
+}
+
+# The API key goes through stdin, so it never shows in the process list. The
+# emulator serves the API under api_path (/v1), as dStor does. The mount is
+# DSTOR_MOUNT, default dstor.
+configure_dstor() {
+  local mount="${DSTOR_MOUNT:-dstor}"
+  enable_mount "$mount"
+  printf '%s' "$(state_get dstor.api_key)" | "$vault" write "$mount/config/sandbox" provider=dstor \
+    base_url="$(state_get dstor.url)$(state_get dstor.api_path)" api_key=- >/dev/null \
+    || die "vault write $mount/config/sandbox failed"
+  say "wrote $mount/config/sandbox"
+  "$vault" write "$mount/roles/app" connection=sandbox ttl=5m max_ttl=1h >/dev/null \
+    || die "vault write $mount/roles/app failed"
+  say "wrote $mount/roles/app; try: vault read $mount/creds/app"
+}
+
+# Storable has two secrets: the client secret goes through stdin and the API
+# key through a pipe that vault reads as a file (@/dev/fd/N), so neither shows
+# in the process list. The mount is STORABLE_MOUNT, default storable.
+configure_storable() {
+  local mount="${STORABLE_MOUNT:-storable}"
+  enable_mount "$mount"
+  printf '%s' "$(state_get storable.client_secret)" | "$vault" write "$mount/config/sandbox" provider=storable \
+    base_url="$(state_get storable.url)" client_id="$(state_get storable.client_id)" client_secret=- \
+    api_key=@<(printf '%s' "$(state_get storable.api_key)") >/dev/null \
+    || die "vault write $mount/config/sandbox failed"
+  say "wrote $mount/config/sandbox"
+  "$vault" write "$mount/roles/app" connection=sandbox ttl=5m max_ttl=1h >/dev/null \
+    || die "vault write $mount/roles/app failed"
+  say "wrote $mount/roles/app; try: vault read $mount/creds/app"
+}
+
 # One block per provider the sandbox runs.
 configured=0
 if has_upstream storyden; then configure_storyden; configured=$((configured + 1)); fi
+if has_upstream storx; then configure_storx; configured=$((configured + 1)); fi
+if has_upstream katapult; then configure_katapult; configured=$((configured + 1)); fi
+if has_upstream dstor; then configure_dstor; configured=$((configured + 1)); fi
+if has_upstream storable; then configure_storable; configured=$((configured + 1)); fi
 ((configured > 0)) || die "the state file $state names no known emulator"

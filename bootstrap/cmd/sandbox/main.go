@@ -27,7 +27,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/dstor"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/katapult"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storable"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storx"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storyden"
 )
 
@@ -42,7 +46,13 @@ type upstream struct {
 }
 
 var upstreams = []upstream{
+	{name: "dstor", defaultPort: 18102, build: buildDstor},
+	{name: "storable", defaultPort: 18104, build: buildStorable},
 	{name: "storyden", defaultPort: 18105, build: buildStoryden},
+	{name: "katapult", defaultPort: 18103, build: buildKatapult},
+	{name: "storx", defaultPort: 18101, build: buildStorx},
+	// After storx: the auth service checks grants against its satellite.
+	{name: "storx-auth", defaultPort: 18111, build: buildStorxAuth},
 }
 
 // State is the state file: upstream name → "url" and root credentials.
@@ -58,6 +68,73 @@ func buildStoryden() (sandbox.Emulator, map[string]string, error) {
 		{Handle: "member", Password: "sandbox-member-pw"},
 	}})
 	return emu, map[string]string{"username": "vault-admin", "password": password}, nil
+}
+
+// storxSatellite is the satellite buildStorx made last, which the
+// storx-auth emulator must share.
+var storxSatellite *storx.Satellite
+
+// buildStorx seeds one developer with StorX's own rate limit (a burst of 5
+// developer auth calls, then 1 per 5 minutes); SANDBOX_STORX_RATE_BURST
+// raises the burst for runs that log in more often.
+func buildStorx() (sandbox.Emulator, map[string]string, error) {
+	burst := 0
+	if raw := os.Getenv("SANDBOX_STORX_RATE_BURST"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 {
+			return nil, nil, errors.New("SANDBOX_STORX_RATE_BURST must be a whole number of 1 or more")
+		}
+		burst = n
+	}
+	email := "vault-developer@sandbox.storx.test"
+	password := envOr("SANDBOX_STORX_PASSWORD", "sandbox-storx-developer-pw")
+	storxSatellite = storx.New(storx.Options{
+		Developers: []storx.Developer{{Email: email, Password: password}},
+		RateBurst:  burst,
+	})
+	return storxSatellite, map[string]string{
+		"email": email, "password": password,
+		"passphrase": envOr("SANDBOX_STORX_PASSPHRASE", "sandbox-storx-passphrase"),
+		"user_email": "vault-app@sandbox.storx.test",
+	}, nil
+}
+
+func buildStorxAuth() (sandbox.Emulator, map[string]string, error) {
+	if storxSatellite == nil {
+		return nil, nil, errors.New("the storx entry must come before storx-auth in upstreams")
+	}
+	return storx.NewAuthService(storxSatellite, storx.AuthOptions{}), nil, nil
+}
+
+// buildKatapult seeds one organization with object storage and two buckets,
+// and a user API token that may rotate itself. The API is served under
+// api_path, as Katapult's is: base_url is url + api_path.
+func buildKatapult() (sandbox.Emulator, map[string]string, error) {
+	token := envOr("SANDBOX_KATAPULT_API_TOKEN", "sandbox-katapult-api-token")
+	emu := katapult.New(katapult.Options{
+		Organizations: []katapult.Organization{{SubDomain: "sandbox", Name: "Sandbox", Buckets: []string{"sandbox-data", "sandbox-logs"}}},
+		Tokens:        []katapult.Token{{Secret: token, Name: "vault", Organization: "sandbox", User: "vault-admin"}},
+	})
+	return emu, map[string]string{"api_token": token, "organization": "sandbox", "api_path": "/core/v1", "bucket": "sandbox-data"}, nil
+}
+
+// buildDstor seeds one account API key (64 characters, as dStor's are).
+func buildDstor() (sandbox.Emulator, map[string]string, error) {
+	key := envOr("SANDBOX_DSTOR_API_KEY", "sandboxDstorApiKey0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ")
+	emu := dstor.New(dstor.Options{APIKeys: []dstor.APIKey{{Key: key}}})
+	return emu, map[string]string{"api_key": key, "api_path": "/v1"}, nil
+}
+
+// buildStorable seeds one API client with Storable's documented 90-minute
+// tokens and a token endpoint limited to 60 requests a minute.
+func buildStorable() (sandbox.Emulator, map[string]string, error) {
+	c := storable.Client{
+		ID:     "vault-sandbox-client",
+		Secret: envOr("SANDBOX_STORABLE_CLIENT_SECRET", "sandbox-storable-client-secret"),
+		APIKey: envOr("SANDBOX_STORABLE_API_KEY", "sandboxStorableApiKey0123456789abcdefghi"),
+	}
+	emu := storable.New(storable.Options{Clients: []storable.Client{c}})
+	return emu, map[string]string{"client_id": c.ID, "client_secret": c.Secret, "api_key": c.APIKey}, nil
 }
 
 func envOr(name, fallback string) string {

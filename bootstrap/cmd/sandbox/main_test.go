@@ -13,9 +13,19 @@ import (
 	"time"
 )
 
+// anyPorts asks for a free port for every emulator, so tests never collide
+// with a running sandbox.
+func anyPorts() []string {
+	var args []string
+	for _, u := range upstreams {
+		args = append(args, "-"+u.name+"-port", "0")
+	}
+	return args
+}
+
 func TestRunWritesUsableStateAndRemovesItOnStop(t *testing.T) {
 	t.Setenv("SANDBOX_STORYDEN_PASSWORD", "from-the-environment")
-	cfg, err := parseFlags([]string{"-storyden-port", "0", "-state", filepath.Join(t.TempDir(), "state.json")})
+	cfg, err := parseFlags(append(anyPorts(), "-state", filepath.Join(t.TempDir(), "state.json")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +69,7 @@ func TestRunWritesUsableStateAndRemovesItOnStop(t *testing.T) {
 }
 
 func TestRunRefusesNonLoopbackAddr(t *testing.T) {
-	cfg, err := parseFlags([]string{"-addr", "0.0.0.0", "-storyden-port", "0"})
+	cfg, err := parseFlags(append(anyPorts(), "-addr", "0.0.0.0"))
 	if err != nil {
 		t.Fatal(err)
 	}
