@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 )
 
 // pluginVersion is built into the binary and registered in Vault's catalog.
@@ -307,4 +309,26 @@ func eventually(t *testing.T, limit time.Duration, what string, cond func() bool
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+func contains(haystack, needle string) bool { return strings.Contains(haystack, needle) }
+
+func containsAny(list []any, v any) bool {
+	for _, item := range list {
+		if item == v {
+			return true
+		}
+	}
+	return false
+}
+
+// liveObjects counts the live upstream objects of one kind.
+func liveObjects(srv interface{ Objects() []sandbox.Object }, kind string) int {
+	n := 0
+	for _, o := range srv.Objects() {
+		if o.Kind == kind && o.Live {
+			n++
+		}
+	}
+	return n
 }

@@ -107,7 +107,7 @@ func TestStoryden_Lifecycle(t *testing.T) {
 		t.Fatalf("renewed lease duration %d, want 600", renewed.LeaseDuration)
 	}
 
-	mustCLI(t, "", "lease", "revoke", secret.LeaseID)
+	mustCLI(t, "", "lease", "revoke", "-sync", secret.LeaseID)
 	if f.keyStatus(secret) != http.StatusUnauthorized {
 		t.Fatal("the key still authenticates after vault lease revoke")
 	}
@@ -121,14 +121,14 @@ func TestStoryden_RevokeAfterRoleDeletedAndAfterManualDelete(t *testing.T) {
 	f.configure()
 	first, second := f.issue(), f.issue()
 	mustCLI(t, "", "delete", f.mount+"/roles/app")
-	mustCLI(t, "", "lease", "revoke", first.LeaseID)
+	mustCLI(t, "", "lease", "revoke", "-sync", first.LeaseID)
 	if f.keyStatus(first) != http.StatusUnauthorized {
 		t.Fatal("revoke after the role was deleted left the key working")
 	}
 	if status, err := storydenemu.ProbeRevoke(f.upstream.URL(), sdAdmin, sdPassword, second.Data["access_key_id"].(string)); err != nil || status != http.StatusNoContent {
 		t.Fatalf("manual delete: %d %v", status, err)
 	}
-	mustCLI(t, "", "lease", "revoke", second.LeaseID)
+	mustCLI(t, "", "lease", "revoke", "-sync", second.LeaseID)
 	if r := cli(t, "", "lease", "lookup", second.LeaseID); r.err == nil {
 		t.Fatal("the lease still exists after revoking a key already gone upstream")
 	}
@@ -143,7 +143,8 @@ func TestStoryden_FailingUpstreamDeleteIsRetried(t *testing.T) {
 	// and retries the revoke on its own schedule until the upstream recovers.
 	secret := f.issue()
 	f.upstream.AddFault(sandbox.Fault{Method: http.MethodDelete, Path: "/api/auth/access-keys/", Status: http.StatusInternalServerError})
-	cli(t, "", "lease", "revoke", secret.LeaseID)
+	wantCLIError(t, cli(t, "", "lease", "revoke", "-sync", secret.LeaseID), "400", "HTTP 500")
+	mustCLI(t, "", "lease", "revoke", secret.LeaseID) // queued: Vault retries it on its own
 	eventually(t, 10*time.Second, "the failed revoke reaching Vault's log", func() bool {
 		return strings.Contains(vault.log(), "failed to revoke lease: lease_id="+secret.LeaseID) &&
 			strings.Contains(vault.log(), "HTTP 500")
@@ -177,7 +178,8 @@ func TestStoryden_BadInputIs400AndStoresNothing(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"unknown field", []string{"config/c", "provider=storyden", "base_url=" + url, "username=" + sdAdmin, "password=" + sdPassword, "region=uk"}, "region is not a known field"},
+		{"field of another provider", []string{"config/c", "provider=storyden", "base_url=" + url, "username=" + sdAdmin, "password=" + sdPassword, "region=uk"}, "region is a field of provider katapult, not storyden"},
+		{"unknown field", []string{"config/c", "provider=storyden", "base_url=" + url, "username=" + sdAdmin, "password=" + sdPassword, "colour=blue"}, "colour is not a known field"},
 		{"bad url", []string{"config/c", "provider=storyden", "base_url=not-a-url", "username=" + sdAdmin, "password=" + sdPassword}, "base_url is not valid"},
 		{"url with /api", []string{"config/c", "provider=storyden", "base_url=" + url + "/api", "username=" + sdAdmin, "password=" + sdPassword}, "without /api"},
 		{"wrong password", []string{"config/c", "provider=storyden", "base_url=" + url, "username=" + sdAdmin, "password=not-the-password"}, "verify_connection failed"},
@@ -211,8 +213,8 @@ func TestStoryden_RotateRoot(t *testing.T) {
 	}
 	// The new root is never shown, but it works: issue and revoke go on.
 	after := f.issue()
-	mustCLI(t, "", "lease", "revoke", before.LeaseID)
-	mustCLI(t, "", "lease", "revoke", after.LeaseID)
+	mustCLI(t, "", "lease", "revoke", "-sync", before.LeaseID)
+	mustCLI(t, "", "lease", "revoke", "-sync", after.LeaseID)
 	if f.liveKeys() != 0 {
 		t.Fatal("keys left after revoking both leases")
 	}
@@ -287,7 +289,7 @@ func TestStoryden_ScheduledRotationOnCommunity(t *testing.T) {
 	}
 	leases = append(leases, f.issue())
 	for _, lease := range leases {
-		mustCLI(t, "", "lease", "revoke", lease.LeaseID)
+		mustCLI(t, "", "lease", "revoke", "-sync", lease.LeaseID)
 	}
 	if n := f.liveKeys(); n != 0 {
 		t.Fatalf("%d keys left after revoking every lease issued across the rotation", n)

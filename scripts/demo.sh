@@ -55,7 +55,7 @@ for provider in storyden storx katapult dstor storable; do
   show "$vault" lease renew -increment=30m "$lease_id"
   echo "-- upstream before revoke:"
   "$sandbox" -state "$state" -objects "$provider"
-  show "$vault" lease revoke "$lease_id"
+  show "$vault" lease revoke -sync "$lease_id"
   echo "-- upstream after revoke:"
   "$sandbox" -state "$state" -objects "$provider"
 done
