@@ -82,6 +82,7 @@ func newBackend(providers *registry) *backend {
 			b.pathRotateRoot(),
 			b.pathStaticRoles(),
 			b.pathStaticCreds(),
+			b.pathInventory(),
 		),
 		Secrets:           []*framework.Secret{b.secretCredential()},
 		WALRollback:       b.walRollback,

@@ -136,7 +136,7 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 		b.rollbackNow(s, walID, conn, wal)
 		return errorResponseFor(err)
 	}
-	lease := newLeaseInternal(plan, entry.Provider, cred)
+	lease := newLeaseInternal(plan, entry.Provider, objectName, cred)
 	resp := b.Secret(secretCredentialType).Response(cred.Data, lease.toMap())
 	resp.Secret.TTL, resp.Secret.MaxTTL = plan.ttl, plan.maxTTL
 	if !cred.ExpiresAt.IsZero() {
@@ -146,10 +146,21 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 	for _, w := range append(plan.warnings, cred.Warnings...) {
 		resp.AddWarning(w)
 	}
+	if cred.ObjectID != "" {
+		record := &inventoryEntry{
+			Name: objectName, ObjectID: cred.ObjectID, Role: plan.roleName, Provider: entry.Provider, Ref: cred.Ref,
+			CreatedAt: now.UTC(), LeaseExpiresAt: now.Add(resp.Secret.TTL).UTC(),
+		}
+		if err := putInventory(ctx, s, plan.connName, record); err != nil {
+			b.revokeNow(conn, plan.connName, cred.Ref)
+			return nil, fmt.Errorf("record %s in the inventory: %w", objectName, err)
+		}
+	}
 	if err := framework.DeleteWAL(ctx, s, walID); err != nil {
 		// A WAL entry left behind would later delete this live credential, so
 		// the credential goes now and the caller retries.
 		b.revokeNow(conn, plan.connName, cred.Ref)
+		b.forgetInventory(ctx, s, plan.connName, objectName)
 		return nil, fmt.Errorf("clear the write-ahead log entry for %s: %w", objectName, err)
 	}
 	return resp, nil

@@ -20,6 +20,7 @@ const (
 	internalConnection = "connection"
 	internalProvider   = "provider"
 	internalRole       = "role"
+	internalName       = "object_name"
 	internalRef        = "ref"
 	internalTTL        = "ttl_seconds"
 	internalMaxTTL     = "max_ttl_seconds"
@@ -32,16 +33,18 @@ type leaseInternal struct {
 	Connection string
 	Provider   string
 	Role       string
-	Ref        provider.Ref
-	TTL        time.Duration
-	MaxTTL     time.Duration
+	// Name is the upstream object's name, the inventory's key.
+	Name   string
+	Ref    provider.Ref
+	TTL    time.Duration
+	MaxTTL time.Duration
 	// ExpiresAt is the credential's hard upstream expiry, zero if none.
 	ExpiresAt time.Time
 }
 
-func newLeaseInternal(plan *issuePlan, providerName string, cred *provider.Credential) leaseInternal {
+func newLeaseInternal(plan *issuePlan, providerName, name string, cred *provider.Credential) leaseInternal {
 	return leaseInternal{
-		Connection: plan.connName, Provider: providerName, Role: plan.roleName, Ref: cred.Ref,
+		Connection: plan.connName, Provider: providerName, Role: plan.roleName, Name: name, Ref: cred.Ref,
 		TTL: plan.role.TTL, MaxTTL: plan.role.MaxTTL, ExpiresAt: cred.ExpiresAt,
 	}
 }
@@ -55,6 +58,7 @@ func (l leaseInternal) toMap() map[string]any {
 		internalConnection: l.Connection,
 		internalProvider:   l.Provider,
 		internalRole:       l.Role,
+		internalName:       l.Name,
 		internalRef:        ref,
 		internalTTL:        int64(l.TTL.Seconds()),
 		internalMaxTTL:     int64(l.MaxTTL.Seconds()),
@@ -72,6 +76,7 @@ func leaseInternalFrom(m map[string]any) (leaseInternal, error) {
 	l.Connection, _ = m[internalConnection].(string)
 	l.Provider, _ = m[internalProvider].(string)
 	l.Role, _ = m[internalRole].(string)
+	l.Name, _ = m[internalName].(string)
 	if l.Connection == "" || l.Provider == "" {
 		return l, fmt.Errorf("the lease's internal data names no connection or provider; it was not issued by this plugin version")
 	}
@@ -129,6 +134,7 @@ func (b *backend) secretCredentialRenew(ctx context.Context, req *logical.Reques
 	}
 	resp.Secret.TTL = newTTL
 	resp.Secret.MaxTTL = effectiveMaxTTL(b.System(), maxTTL)
+	b.renewInventory(ctx, req.Storage, lease.Connection, lease.Name, newTTL)
 	for _, w := range warnings {
 		resp.AddWarning(w)
 	}
@@ -156,5 +162,6 @@ func (b *backend) secretCredentialRevoke(ctx context.Context, req *logical.Reque
 	if err := conn.Revoke(ctx, lease.Ref); err != nil {
 		return nil, fmt.Errorf("revoke %s credential of role %q on connection %q: %w", lease.Provider, lease.Role, lease.Connection, err)
 	}
+	b.forgetInventory(ctx, req.Storage, lease.Connection, lease.Name)
 	return nil, nil
 }

@@ -70,6 +70,7 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 	if err := conn.Rollback(ctx, entry.rollbackRequest()); err != nil {
 		return fmt.Errorf("roll back %s on connection %q: %w", entry.Name, entry.Connection, err)
 	}
+	b.forgetInventory(ctx, req.Storage, entry.Connection, entry.Name)
 	logger.Info("removed what an interrupted issue left upstream")
 	return nil
 }

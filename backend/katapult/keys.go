@@ -71,6 +71,8 @@ type accessKey struct {
 	ServerURL         string   `json:"server_url"`
 	S3AccessKeyID     string   `json:"s3_access_key_id"`
 	S3SecretAccessKey string   `json:"s3_secret_access_key"`
+	// CreatedAt is unix seconds.
+	CreatedAt int64 `json:"created_at"`
 }
 
 type keyEnvelope struct {
@@ -131,8 +133,9 @@ func (c *connection) Issue(ctx context.Context, req provider.IssueRequest) (*pro
 		return nil, err
 	}
 	return &provider.Credential{
-		Data: credentialData(key),
-		Ref:  provider.Ref{refKeyID: key.ID, refName: req.Name, refBuckets: strings.Join(buckets, ",")},
+		Data:     credentialData(key),
+		Ref:      provider.Ref{refKeyID: key.ID, refName: req.Name, refBuckets: strings.Join(buckets, ",")},
+		ObjectID: key.ID,
 	}, nil
 }
 
@@ -311,6 +314,23 @@ func (c *connection) Rollback(ctx context.Context, req provider.RollbackRequest)
 		}
 	}
 	return nil
+}
+
+// ListObjects implements provider.Lister: every access key of the
+// organization, with the buckets whose ACLs hold it.
+func (c *connection) ListObjects(ctx context.Context, _ []provider.Values) ([]provider.UpstreamObject, error) {
+	keys, err := c.listKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]provider.UpstreamObject, 0, len(keys))
+	for _, key := range keys {
+		out = append(out, provider.UpstreamObject{
+			Name: key.Name, ID: key.ID, CreatedAt: time.Unix(key.CreatedAt, 0),
+			Ref: provider.Ref{refKeyID: key.ID, refName: key.Name, refBuckets: strings.Join(union(key.ReadBuckets, key.WriteBuckets), ",")},
+		})
+	}
+	return out, nil
 }
 
 // listKeys reads every page of the organization's access keys.

@@ -70,6 +70,24 @@ type StaticRotator interface {
 	RegenerateCredentials(ctx context.Context, id string) (map[string]any, error)
 }
 
+// Lister is implemented by connections whose upstream can list the objects
+// the plugin may have created, so tidy can compare them with the inventory.
+type Lister interface {
+	// ListObjects returns the live upstream objects. roles are the values of
+	// the roles that use the connection, for upstreams that list per role
+	// (StorX lists each role user's project).
+	ListObjects(ctx context.Context, roles []Values) ([]UpstreamObject, error)
+}
+
+// UpstreamObject is a live object found upstream.
+type UpstreamObject struct {
+	Name      string
+	ID        string
+	CreatedAt time.Time
+	// Ref lets Revoke delete the object.
+	Ref Ref
+}
+
 // ConnectionConfig is what Connect receives.
 type ConnectionConfig struct {
 	// Name is the connection's name in Vault, for logs and errors.
@@ -117,6 +135,9 @@ type Credential struct {
 	Data map[string]any
 	// Ref is everything Revoke needs; it travels in the lease's internal data.
 	Ref Ref
+	// ObjectID is the id of the object created upstream, for the engine's
+	// inventory; empty when the provider creates no object it could delete.
+	ObjectID string
 	// ExpiresAt is the credential's hard upstream expiry, zero when it has none.
 	// The lease never outlives it.
 	ExpiresAt time.Time

@@ -105,6 +105,7 @@ func (c *connection) Issue(ctx context.Context, req provider.IssueRequest) (*pro
 			"api_key_name":      req.Name,
 		},
 		Ref:       provider.Ref{refUserEmail: role.userEmail, refProjectID: projectID, refKeyName: req.Name, refKeyID: key.KeyInfo.ID},
+		ObjectID:  key.KeyInfo.ID,
 		ExpiresAt: expiresAt,
 	}, nil
 }

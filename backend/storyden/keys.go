@@ -27,6 +27,7 @@ type accessKey struct {
 	ID        string     `json:"id"`
 	Name      string     `json:"name"`
 	Enabled   bool       `json:"enabled"`
+	CreatedAt time.Time  `json:"createdAt"`
 	ExpiresAt *time.Time `json:"expires_at"`
 	Secret    string     `json:"secret"`
 }
@@ -90,8 +91,30 @@ func (c *connection) Issue(ctx context.Context, req provider.IssueRequest) (*pro
 			"expires_at":    provider.Timestamp(expiresAt),
 		},
 		Ref:       provider.Ref{refID: key.ID, refName: req.Name, refAccount: c.username},
+		ObjectID:  key.ID,
 		ExpiresAt: expiresAt,
 	}, nil
+}
+
+// ListObjects implements provider.Lister: the account's keys that still
+// authenticate (enabled and not expired).
+func (c *connection) ListObjects(ctx context.Context, _ []provider.Values) ([]provider.UpstreamObject, error) {
+	keys, err := c.listKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := timeNow()
+	var out []provider.UpstreamObject
+	for _, key := range keys {
+		if !key.Enabled || (key.ExpiresAt != nil && !key.ExpiresAt.After(now)) {
+			continue
+		}
+		out = append(out, provider.UpstreamObject{
+			Name: key.Name, ID: key.ID, CreatedAt: key.CreatedAt,
+			Ref: provider.Ref{refID: key.ID, refName: key.Name, refAccount: c.username},
+		})
+	}
+	return out, nil
 }
 
 // Revoke implements provider.Connection. Storyden disables the key (204), and

@@ -66,3 +66,34 @@ func ProbeRevoke(baseURL, handle, password, keyID string) (int, error) {
 	resp.Body.Close()
 	return resp.StatusCode, nil
 }
+
+// ProbeCreateKey creates an access key by hand, as an operator would in the
+// Storyden UI, and returns its id.
+func ProbeCreateKey(baseURL, handle, password, name string) (string, error) {
+	_, session, err := ProbeSignIn(baseURL, handle, password)
+	if err != nil || session == nil {
+		return "", err
+	}
+	body, err := json.Marshal(map[string]string{"name": name})
+	if err != nil {
+		return "", err
+	}
+	req, err := http.NewRequest(http.MethodPost, baseURL+"/api/auth/access-keys", strings.NewReader(string(body)))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Cookie", session.Name+"="+session.Value)
+	resp, err := probeClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var key struct {
+		ID string `json:"id"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&key); err != nil {
+		return "", err
+	}
+	return key.ID, nil
+}

@@ -1,0 +1,106 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
+)
+
+// inventoryStoragePrefix holds one entry per upstream object the plugin
+// created and has not yet seen deleted: inventory/<connection>/<name>. It
+// holds no secret.
+const inventoryStoragePrefix = "inventory/"
+
+// inventoryEntry records an upstream object the plugin created.
+type inventoryEntry struct {
+	Name     string       `json:"name"`
+	ObjectID string       `json:"object_id"`
+	Role     string       `json:"role"`
+	Provider string       `json:"provider"`
+	Ref      provider.Ref `json:"ref"`
+	// CreatedAt is when the plugin created the object.
+	CreatedAt time.Time `json:"created_at"`
+	// LeaseExpiresAt is when the object's lease ends as far as the plugin
+	// knows: the TTL at issue, moved on by every renew.
+	LeaseExpiresAt time.Time `json:"lease_expires_at"`
+}
+
+func inventoryKey(connection, name string) string {
+	return inventoryStoragePrefix + connection + "/" + name
+}
+
+func putInventory(ctx context.Context, s logical.Storage, connection string, e *inventoryEntry) error {
+	entry, err := logical.StorageEntryJSON(inventoryKey(connection, e.Name), e)
+	if err != nil {
+		return err
+	}
+	return s.Put(ctx, entry)
+}
+
+func getInventory(ctx context.Context, s logical.Storage, connection, name string) (*inventoryEntry, error) {
+	entry, err := s.Get(ctx, inventoryKey(connection, name))
+	if err != nil || entry == nil {
+		return nil, err
+	}
+	var e inventoryEntry
+	if err := entry.DecodeJSON(&e); err != nil {
+		return nil, fmt.Errorf("decode inventory entry %s/%s: %w", connection, name, err)
+	}
+	return &e, nil
+}
+
+// listInventory reads every inventory entry of a connection.
+func listInventory(ctx context.Context, s logical.Storage, connection string) ([]*inventoryEntry, error) {
+	names, err := s.List(ctx, inventoryStoragePrefix+connection+"/")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*inventoryEntry, 0, len(names))
+	for _, name := range names {
+		e, err := getInventory(ctx, s, connection, name)
+		if err != nil {
+			return nil, err
+		}
+		if e != nil {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// forgetInventory drops an entry once its object is gone upstream. A
+// failure only leaves a stale entry, which tidy reports as gone upstream.
+func (b *backend) forgetInventory(ctx context.Context, s logical.Storage, connection, name string) {
+	if name == "" {
+		return
+	}
+	if err := s.Delete(ctx, inventoryKey(connection, name)); err != nil {
+		b.Logger().Warn("could not drop an inventory entry", "connection", connection, "object", name, "error", err)
+	}
+}
+
+// renewInventory records a lease's new end.
+func (b *backend) renewInventory(ctx context.Context, s logical.Storage, connection, name string, ttl time.Duration) {
+	e, err := getInventory(ctx, s, connection, name)
+	if err == nil && e != nil {
+		e.LeaseExpiresAt = time.Now().Add(ttl).UTC()
+		err = putInventory(ctx, s, connection, e)
+	}
+	if err != nil {
+		b.Logger().Warn("could not record a renewal in the inventory", "connection", connection, "object", name, "error", err)
+	}
+}
+
+func (e *inventoryEntry) view() map[string]any {
+	return map[string]any{
+		"name":             e.Name,
+		"object_id":        e.ObjectID,
+		"role":             e.Role,
+		"created_at":       provider.Timestamp(e.CreatedAt),
+		"lease_expires_at": provider.Timestamp(e.LeaseExpiresAt),
+	}
+}

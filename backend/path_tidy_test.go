@@ -1,0 +1,192 @@
+package backend
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	storydenemu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storyden"
+)
+
+func namesOf(items any) []string {
+	var out []string
+	list, _ := items.([]map[string]any)
+	for _, item := range list {
+		out = append(out, item["name"].(string))
+	}
+	return out
+}
+
+func (e *testEnv) inventoryNames() []string {
+	e.t.Helper()
+	resp := e.mustOK(logical.ListOperation, "inventory/main/", nil)
+	if resp == nil || resp.Data["keys"] == nil {
+		return nil
+	}
+	return resp.Data["keys"].([]string)
+}
+
+func TestInventory_FollowsIssueRenewAndRevoke(t *testing.T) {
+	env := newTestEnv(t)
+	env.setup(nil)
+	first, second := env.issue(), env.issue()
+	if names := env.inventoryNames(); len(names) != 2 {
+		t.Fatalf("inventory after two issues: %v", names)
+	}
+	read := env.mustOK(logical.ReadOperation, "inventory/main", nil)
+	objects := read.Data["objects"].([]map[string]any)
+	ids := map[any]bool{first.Data["access_key_id"]: true, second.Data["access_key_id"]: true}
+	for _, o := range objects {
+		if !ids[o["object_id"]] || o["role"] != "app" || !strings.HasPrefix(o["name"].(string), "vault-app-") {
+			t.Fatalf("inventory object %v does not match an issued key", o)
+		}
+	}
+	before := objects[0]["lease_expires_at"]
+	if _, err := env.renew(first, time.Now(), 50*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := listInventory(context.Background(), env.storage, "main")
+	moved := false
+	for _, e := range entries {
+		if e.view()["lease_expires_at"] != before {
+			moved = true
+		}
+	}
+	if !moved {
+		t.Fatal("a renew did not move the inventory's lease end")
+	}
+	if err := env.revoke(first); err != nil {
+		t.Fatal(err)
+	}
+	if names := env.inventoryNames(); len(names) != 1 {
+		t.Fatalf("inventory after a revoke: %v", names)
+	}
+}
+
+func TestTidy_FindsAndRemovesLeftoversButNeverLiveCredentials(t *testing.T) {
+	env := newTestEnv(t)
+	env.setup(nil)
+	ctx := context.Background()
+	live := env.issue()
+	// Revoke never ran for this one: its lease ended an hour ago.
+	expired := env.issue()
+	expiredName := env.leaseName(expired)
+	e, _ := getInventory(ctx, env.storage, "main", expiredName)
+	e.LeaseExpiresAt = time.Now().Add(-time.Hour)
+	_ = putInventory(ctx, env.storage, "main", e)
+	// A lost WAL: the key exists upstream but no record knows it.
+	lost := env.issue()
+	_ = env.storage.Delete(ctx, inventoryKey("main", env.leaseName(lost)))
+	// Deleted by hand upstream.
+	gone := env.issue()
+	adminDelete(t, env, gone.Data["access_key_id"].(string))
+	// Made by hand: one named like the plugin's keys, one not.
+	if _, err := storydenemu.ProbeCreateKey(env.upstream.URL(), adminHandle, adminPassword, "vault-app-handmade00"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := storydenemu.ProbeCreateKey(env.upstream.URL(), adminHandle, adminPassword, "ci-deploy-token"); err != nil {
+		t.Fatal(err)
+	}
+
+	report := env.mustOK(logical.UpdateOperation, "tidy/main", nil)
+	if report.Data["dry_run"] != true || len(env.liveKeys()) != 5 {
+		t.Fatalf("a dry run changed something upstream: %v", report.Data)
+	}
+	want := map[string][]string{
+		"live":             {env.leaseName(live)},
+		"expired_present":  {expiredName},
+		"gone_upstream":    {env.leaseName(gone)},
+		"unknown_upstream": {env.leaseName(lost), "vault-app-handmade00"},
+	}
+	for field, names := range want {
+		got := namesOf(report.Data[field])
+		if strings.Join(sortStrings(got), ",") != strings.Join(sortStrings(names), ",") {
+			t.Errorf("%s = %v, want %v", field, got, names)
+		}
+	}
+	// With the default one-hour buffer only the long-expired lease goes;
+	// the unknown keys are younger than the buffer.
+	report = env.mustOK(logical.UpdateOperation, "tidy/main", map[string]any{"dry_run": false})
+	if got := namesOf(report.Data["deleted"]); len(got) != 1 || got[0] != expiredName {
+		t.Fatalf("deleted with the default buffer: %v", got)
+	}
+	report = env.mustOK(logical.UpdateOperation, "tidy/main", map[string]any{"dry_run": false, "safety_buffer": 0})
+	if got := namesOf(report.Data["deleted"]); len(got) != 2 {
+		t.Fatalf("deleted with no buffer: %v", got)
+	}
+	if !env.keyWorks(live.Data["access_key"].(string)) {
+		t.Fatal("tidy deleted a live credential")
+	}
+	var left []string
+	for _, o := range env.liveKeys() {
+		left = append(left, o.Name)
+	}
+	if strings.Join(sortStrings(left), ",") != strings.Join(sortStrings([]string{env.leaseName(live), "ci-deploy-token"}), ",") {
+		t.Fatalf("left upstream: %v", left)
+	}
+}
+
+func TestTidy_NeverDeletesACredentialBeingIssued(t *testing.T) {
+	env := newTestEnv(t)
+	env.setup(nil)
+	var wg sync.WaitGroup
+	issued := make(chan *logical.Response, 30)
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := env.request(logical.UpdateOperation, "tidy/main", map[string]any{"dry_run": false, "safety_buffer": 0}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	var issuers sync.WaitGroup
+	for i := 0; i < 30; i++ {
+		issuers.Add(1)
+		go func() {
+			defer issuers.Done()
+			resp, err := env.request(logical.ReadOperation, "creds/app", nil)
+			if err != nil || resp.IsError() {
+				t.Errorf("issue: %v %v", err, respError(resp))
+				return
+			}
+			issued <- resp
+		}()
+	}
+	issuers.Wait()
+	close(stop)
+	wg.Wait()
+	close(issued)
+	for resp := range issued {
+		if !env.keyWorks(resp.Data["access_key"].(string)) {
+			t.Fatal("tidy deleted a credential while it was being issued")
+		}
+	}
+}
+
+func TestTidy_ProviderThatCannotListIs400(t *testing.T) {
+	env := newTestEnv(t)
+	env.b.providers = newRegistry(fixedKeyProvider{})
+	env.mustOK(logical.CreateOperation, "config/fixed", map[string]any{"provider": "fixedkey"})
+	env.mustBadRequest(logical.UpdateOperation, "tidy/fixed", nil, "provider fixedkey cannot list or delete its credentials")
+	env.mustBadRequest(logical.UpdateOperation, "tidy/ghost", nil, `connection "ghost" does not exist`)
+}
+
+// leaseName is the upstream object name recorded in a lease.
+func (e *testEnv) leaseName(resp *logical.Response) string {
+	return resp.Secret.InternalData[internalName].(string)
+}
+
+func sortStrings(s []string) []string { return slices.Sorted(slices.Values(s)) }
