@@ -10,11 +10,20 @@ BIN_DIR     := bin
 PLUGIN_DIR  := $(BIN_DIR)/plugins
 GO_TEST_FLAGS ?= -race -count=1 -timeout 40m
 
-.PHONY: build vault test test-unit test-e2e demo sandbox fmt fmtcheck vet clean
+.PHONY: build release vault test test-unit demo sandbox fmt fmtcheck vet clean
 
 ## build: the plugin binary, with its version set by -ldflags
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(PLUGIN_DIR)/$(PLUGIN) ./cmd/$(PLUGIN)
+
+## release: binaries for linux and darwin on amd64 and arm64, version set by -ldflags, plus SHA256SUMS
+release:
+	rm -rf dist && mkdir -p dist
+	for os in linux darwin; do for arch in amd64 arm64; do \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch go build -trimpath -ldflags "$(LDFLAGS)" \
+	    -o dist/$(PLUGIN)_$(VERSION)_$${os}_$${arch} ./cmd/$(PLUGIN); \
+	done; done
+	cd dist && sha256sum $(PLUGIN)_* > SHA256SUMS && cat SHA256SUMS
 
 ## vault: build the real vault binary from the Go module once (cached outside the clone)
 vault:
@@ -47,4 +56,4 @@ vet:
 	go vet ./...
 
 clean:
-	rm -rf $(BIN_DIR)
+	rm -rf $(BIN_DIR) dist

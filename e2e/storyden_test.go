@@ -79,6 +79,10 @@ func (f *storydenFixture) liveKeys() int {
 func TestStoryden_Lifecycle(t *testing.T) {
 	f := newStoryden(t)
 	f.configure()
+	mountInfo := cliJSON(t, "read", "sys/mounts/"+f.mount)
+	if mountInfo.Data["running_plugin_version"] != pluginVersion || mountInfo.Data["running_sha256"] == "" {
+		t.Fatalf("the mount does not run the registered version %s: %v", pluginVersion, mountInfo.Data)
+	}
 
 	// The config read carries no secret, neither as a field nor anywhere in the body.
 	raw := mustCLI(t, "", "read", f.mount+"/config/main")
