@@ -12,6 +12,7 @@ import (
 
 	katapultemu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/katapult"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 const katapultToken = "unit-test-katapult-token"
@@ -31,11 +32,7 @@ func newKatapultEnv(t *testing.T) *katapultEnv {
 		Tokens:            []katapultemu.Token{{Secret: katapultToken, Organization: "acme", User: "ops"}},
 		ProvisioningDelay: -1,
 	})
-	srv, err := sandbox.Start(emu, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := testutil.StartEmulator(t, emu)
 	env.mustOK(logical.CreateOperation, "config/kat", map[string]any{
 		"provider": "katapult", "base_url": srv.URL() + "/core/v1", "api_token": katapultToken, "organization": "acme",
 	})

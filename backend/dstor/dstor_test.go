@@ -1,10 +1,8 @@
 package dstor
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -20,6 +18,7 @@ import (
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
 	emulator "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/dstor"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 const (
@@ -30,28 +29,10 @@ const (
 	tokenRoute  = "GET /v1/dev/temp-token"
 )
 
-// syncBuffer collects log output from concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type harness struct {
 	t   *testing.T
 	srv *sandbox.Server
-	log *syncBuffer
+	log *testutil.LogBuffer
 
 	mu     sync.Mutex
 	tokens []string
@@ -63,15 +44,10 @@ func start(t *testing.T) *harness {
 		{Key: goodKey, Account: account},
 		{Key: disabledKey, Disabled: true},
 	}})
-	srv, err := sandbox.Start(emu, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{t: t, srv: srv, log: &syncBuffer{}}
-	t.Cleanup(func() {
-		_ = srv.Close()
-		h.checkLogHasNoSecrets()
-	})
+	h := &harness{t: t, log: &testutil.LogBuffer{}}
+	// Registered before the server's Close, so it runs after it.
+	t.Cleanup(h.checkLogHasNoSecrets)
+	h.srv = testutil.StartEmulator(t, emu)
 	return h
 }
 
@@ -130,19 +106,6 @@ func (h *harness) works(token string) bool {
 	}
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
-}
-
-func jwtClaims(t *testing.T, token string) map[string]any {
-	t.Helper()
-	raw, err := base64.RawURLEncoding.DecodeString(strings.Split(token, ".")[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var claims map[string]any
-	if err := json.Unmarshal(raw, &claims); err != nil {
-		t.Fatal(err)
-	}
-	return claims
 }
 
 func TestConnectValidatesAPIKey(t *testing.T) {
@@ -206,7 +169,7 @@ func TestIssueMintsTokenEndingAtLeaseMax(t *testing.T) {
 	if len(cred.Data) != 2 || cred.Data["expires_at"] != wantEnd.Format(time.RFC3339) {
 		t.Errorf("data = %v, want access_token and expires_at %s", cred.Data, wantEnd.Format(time.RFC3339))
 	}
-	if exp := jwtClaims(t, token)["exp"]; exp != float64(leaseMax.Unix()) {
+	if exp := testutil.JWTClaims(t, token)["exp"]; exp != float64(leaseMax.Unix()) {
 		t.Errorf("JWT exp = %v, want the lease max end %d", exp, leaseMax.Unix())
 	}
 	if !cred.ExpiresAt.Equal(wantEnd) {
@@ -218,7 +181,7 @@ func TestIssueMintsTokenEndingAtLeaseMax(t *testing.T) {
 	if len(cred.Warnings) != 1 || !strings.Contains(cred.Warnings[0], "no revocation API") || !strings.Contains(cred.Warnings[0], wantEnd.Format(time.RFC3339)) {
 		t.Errorf("warnings = %q", cred.Warnings)
 	}
-	wantRef := provider.Ref{refSubject: account, refExpiresAt: wantEnd.Format(time.RFC3339), refIssuedAt: provider.Timestamp(time.Unix(int64(jwtClaims(t, token)["iat"].(float64)), 0))}
+	wantRef := provider.Ref{refSubject: account, refExpiresAt: wantEnd.Format(time.RFC3339), refIssuedAt: provider.Timestamp(time.Unix(int64(testutil.JWTClaims(t, token)["iat"].(float64)), 0))}
 	if fmt.Sprint(cred.Ref) != fmt.Sprint(wantRef) {
 		t.Errorf("ref = %v, want %v", cred.Ref, wantRef)
 	}
@@ -332,7 +295,7 @@ func TestTokenShapes(t *testing.T) {
 				_, _ = w.Write([]byte(tt.body))
 			}))
 			defer srv.Close()
-			h := &harness{t: t, log: &syncBuffer{}}
+			h := &harness{t: t, log: &testutil.LogBuffer{}}
 			cred, err := h.issue(h.connectTo(srv.URL, goodKey), leaseMax)
 			switch {
 			case tt.wantErr != "":

@@ -1,7 +1,6 @@
 package katapult
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/katapult"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 const (
@@ -65,26 +65,9 @@ type harness struct {
 	emu  *katapult.Emulator
 	srv  *sandbox.Server
 	conn *connection
-	logs *syncBuffer
-}
-
-// syncBuffer collects the provider's log lines at trace level, so tests can
-// prove no secret is ever logged.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
+	// logs collects the provider's log lines at trace level, so tests can
+	// prove no secret is ever logged.
+	logs *testutil.LogBuffer
 }
 
 // newHarness starts an emulator whose keys provision at once (opts may say
@@ -98,12 +81,8 @@ func newHarness(t *testing.T, opts ...func(*katapult.Options)) *harness {
 		o(&emuOpts)
 	}
 	emu := katapult.New(emuOpts)
-	srv, err := sandbox.Start(emu, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	h := &harness{t: t, emu: emu, srv: srv, logs: &syncBuffer{}}
+	srv := testutil.StartEmulator(t, emu)
+	h := &harness{t: t, emu: emu, srv: srv, logs: &testutil.LogBuffer{}}
 	h.conn = h.connect(provider.Values{fieldAPIToken: userToken, fieldOrganization: subDomain})
 	t.Cleanup(h.assertNoSecretsLogged)
 	return h
@@ -137,7 +116,7 @@ func fastRetries(t *testing.T) {
 
 // recordSleeps replaces the package's sleep with one that returns at once
 // (advancing clock, when given) and records every wait.
-func recordSleeps(t *testing.T, clock *fakeClock) *[]time.Duration {
+func recordSleeps(t *testing.T, clock *testutil.Clock) *[]time.Duration {
 	t.Helper()
 	var mu sync.Mutex
 	waits := &[]time.Duration{}
@@ -156,24 +135,6 @@ func recordSleeps(t *testing.T, clock *fakeClock) *[]time.Duration {
 	}
 	t.Cleanup(func() { sleep, timeNow = savedSleep, savedNow })
 	return waits
-}
-
-// fakeClock is a settable time source shared by the emulator and the provider.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 func (h *harness) issue(name string, r provider.Values) *provider.Credential {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/katapult"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 func TestObserveRateHeaders(t *testing.T) {
@@ -29,7 +30,7 @@ func TestObserveRateHeaders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clock := &fakeClock{now: date}
+			clock := testutil.NewClock(date)
 			recordSleeps(t, clock)
 			tt.header.Set("Date", date.Format(http.TimeFormat))
 			b := &rateBudget{}
@@ -48,7 +49,7 @@ func TestObserveRateHeaders(t *testing.T) {
 func TestNextWindowFollowsTheServersClock(t *testing.T) {
 	// The local clock is 20 s behind Katapult's: the wait still ends at
 	// Katapult's minute boundary.
-	clock := &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 20, 0, time.UTC)}
+	clock := testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 20, 0, time.UTC))
 	recordSleeps(t, clock)
 	b := &rateBudget{}
 	b.observe(&http.Response{StatusCode: 429, Header: http.Header{"Date": {"Sun, 01 Mar 2026 12:00:40 GMT"}}})
@@ -58,7 +59,7 @@ func TestNextWindowFollowsTheServersClock(t *testing.T) {
 }
 
 func TestClientSlowsDownBeforeTheBudgetIsGone(t *testing.T) {
-	clock := &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC)}
+	clock := testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC))
 	h := newHarness(t, func(o *katapult.Options) { o.RateLimit = 40; o.Now = clock.Now })
 	waits := recordSleeps(t, clock)
 	const calls = 100

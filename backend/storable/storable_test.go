@@ -1,7 +1,6 @@
 package storable
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -17,53 +16,19 @@ import (
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 	emulator "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storable"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 const tokenRoute = "POST /auth/token"
 
 var client = emulator.Client{ID: "vault-client", Secret: "client-secret-value", APIKey: "5XOZWgBi472xX72v6inMA6zX8xRxjbH47sqZK0eI"}
 
-// clock is a settable time source shared by the emulator and the provider.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// syncBuffer collects log output from concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type harness struct {
 	t   *testing.T
 	srv *sandbox.Server
-	clk *clock
-	log *syncBuffer
+	// clk is a settable time source shared by the emulator and the provider.
+	clk *testutil.Clock
+	log *testutil.LogBuffer
 
 	mu     sync.Mutex
 	tokens []string
@@ -73,19 +38,14 @@ type harness struct {
 // one fake clock. Tests in this package therefore never run in parallel.
 func start(t *testing.T, opts emulator.Options) *harness {
 	t.Helper()
-	h := &harness{t: t, clk: &clock{now: time.Date(2025, 7, 31, 17, 31, 46, 0, time.UTC)}, log: &syncBuffer{}}
+	h := &harness{t: t, clk: testutil.NewClock(time.Date(2025, 7, 31, 17, 31, 46, 0, time.UTC)), log: &testutil.LogBuffer{}}
 	opts.Clients = []emulator.Client{client}
 	opts.Now = h.clk.Now
-	srv, err := sandbox.Start(emulator.New(opts), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.srv = srv
 	h.useClock()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		h.checkLogHasNoSecrets()
-	})
+	// Cleanups run last-registered first: the server closes, then the log
+	// is checked, then timeNow is restored.
+	t.Cleanup(h.checkLogHasNoSecrets)
+	h.srv = testutil.StartEmulator(t, emulator.New(opts))
 	return h
 }
 
@@ -561,7 +521,7 @@ func TestTokenResponseHeaders(t *testing.T) {
 				_, _ = w.Write([]byte(tt.body))
 			}))
 			defer srv.Close()
-			h := &harness{t: t, clk: &clock{now: now}, log: &syncBuffer{}}
+			h := &harness{t: t, clk: testutil.NewClock(now), log: &testutil.LogBuffer{}}
 			h.useClock()
 			conn := h.connectTo(srv.URL, provider.Values{fieldClientID: client.ID, fieldClientSecret: client.Secret, fieldAPIKey: client.APIKey})
 			cred, err := h.issueCtx(context.Background(), conn, time.Minute)

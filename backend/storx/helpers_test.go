@@ -1,7 +1,6 @@
 package storx
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 	emulator "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storx"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 const (
@@ -37,52 +37,18 @@ const (
 	pathAccess     = "/v1/access"
 )
 
-// clock is the shared, settable time of the provider and the emulators.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// syncBuffer collects log output from concurrent requests.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // env is the provider wired to both emulators, each on its own loopback port.
 type env struct {
-	t       *testing.T
-	clock   *clock
+	t *testing.T
+	// clock is the shared, settable time of the provider and the emulators.
+	clock   *testutil.Clock
 	sat     *emulator.Satellite
 	auth    *emulator.AuthService
 	satSrv  *sandbox.Server
 	authSrv *sandbox.Server
 	conn    *connection
-	logs    *syncBuffer
+	// logs collects log output from concurrent requests.
+	logs *testutil.LogBuffer
 	// secrets are checked against every log line when the test ends.
 	secretsMu sync.Mutex
 	secrets   []string
@@ -100,7 +66,7 @@ func withClientTimeout(d time.Duration) envOption {
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
-	clk := &clock{now: time.Now().UTC().Truncate(time.Second)}
+	clk := testutil.NewClock(time.Now().UTC().Truncate(time.Second))
 	oldNow := timeNow
 	timeNow = clk.Now
 	t.Cleanup(func() { timeNow = oldNow })
@@ -122,25 +88,15 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	for _, o := range opts {
 		o(&emuOpts, httpClient)
 	}
-	e := &env{t: t, clock: clk, logs: &syncBuffer{}}
+	e := &env{t: t, clock: clk, logs: &testutil.LogBuffer{}}
 	e.sat = emulator.New(emuOpts)
 	e.auth = emulator.NewAuthService(e.sat, emulator.AuthOptions{})
-	e.satSrv = start(t, e.sat)
-	e.authSrv = start(t, e.auth)
+	e.satSrv = testutil.StartEmulator(t, e.sat)
+	e.authSrv = testutil.StartEmulator(t, e.auth)
 	e.conn = e.connect(devEmail, devPassword, passphrase, httpClient)
 	e.addSecrets(devPassword, passphrase)
 	t.Cleanup(e.checkLogs)
 	return e
-}
-
-func start(t *testing.T, emu sandbox.Emulator) *sandbox.Server {
-	t.Helper()
-	srv, err := sandbox.Start(emu, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return srv
 }
 
 // connect opens a connection as the engine does, with a trace logger.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
 	emulator "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storx"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 var (
@@ -264,7 +265,7 @@ func TestIssueRenewsSessionsNearExpiry(t *testing.T) {
 // A session StorX ended early (logout elsewhere, a shorter lifetime than
 // it announced) is replaced once, on the 401.
 func TestIssueLogsInAgainWhenStorXEndsASession(t *testing.T) {
-	storxTime := &clock{now: time.Now().UTC()}
+	storxTime := testutil.NewClock(time.Now().UTC())
 	e := newEnv(t, withEmulator(func(o *emulator.Options) { o.Now = storxTime.Now }))
 	issue := func() {
 		t.Helper()
@@ -393,7 +394,7 @@ func TestIssueRefusesLeasesShorterThanAMinute(t *testing.T) {
 // The auth service, not only Vault, checks the minute: with StorX's clock
 // ahead, its text/plain 400 is reported as the operator's to fix.
 func TestIssueSurfacesTheAuthServiceExpiryFloor(t *testing.T) {
-	skewed := &clock{now: time.Now().UTC().Add(59*time.Minute + 30*time.Second)}
+	skewed := testutil.NewClock(time.Now().UTC().Add(59*time.Minute + 30*time.Second))
 	e := newEnv(t, withEmulator(func(o *emulator.Options) { o.Now = skewed.Now }))
 	req := e.issueRequest(nil)
 	_, err := e.issue(e.conn, req)

@@ -6,7 +6,6 @@
 package dstor
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"sync"
@@ -53,14 +52,13 @@ var _ sandbox.Emulator = (*Emulator)(nil)
 
 // New returns an emulator accepting the API keys of opts.
 func New(opts Options) *Emulator {
-	e := &Emulator{now: opts.Now, signingKey: make([]byte, 32), keys: map[string]APIKey{}}
+	e := &Emulator{now: opts.Now, signingKey: sandbox.RandomBytes(32), keys: map[string]APIKey{}}
 	if e.now == nil {
 		e.now = time.Now
 	}
-	_, _ = rand.Read(e.signingKey)
 	for _, k := range opts.APIKeys {
 		if k.Account == "" {
-			k.Account = newUUID()
+			k.Account = sandbox.NewUUID()
 		}
 		e.keys[k.Key] = k
 	}

@@ -7,12 +7,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/dstor"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 const (
@@ -21,42 +21,21 @@ const (
 	account     = "0b6e2f43-5d0c-4f5e-9a57-0d6a3c0c8d11"
 )
 
-// clock is a settable time source shared with the emulator.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 type harness struct {
 	t   *testing.T
 	srv *sandbox.Server
-	clk *clock
+	// clk is a settable time source shared with the emulator.
+	clk *testutil.Clock
 }
 
 func start(t *testing.T) *harness {
 	t.Helper()
-	clk := &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clk := testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	emu := dstor.New(dstor.Options{Now: clk.Now, APIKeys: []dstor.APIKey{
 		{Key: goodKey, Account: account},
 		{Key: disabledKey, Disabled: true},
 	}})
-	srv, err := sandbox.Start(emu, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
+	srv := testutil.StartEmulator(t, emu)
 	return &harness{t: t, srv: srv, clk: clk}
 }
 
@@ -107,28 +86,11 @@ func (h *harness) status(token string) int {
 	return h.get("/v1/upload/get-status/", map[string]string{"Authorization": "Bearer " + token}).status
 }
 
-func payload(t *testing.T, token string) map[string]any {
-	t.Helper()
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		t.Fatalf("token %q is not a JWT", token)
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var claims map[string]any
-	if err := json.Unmarshal(raw, &claims); err != nil {
-		t.Fatal(err)
-	}
-	return claims
-}
-
 func TestTokenHasDocumentedClaims(t *testing.T) {
 	h := start(t)
 	now := h.clk.Now().Unix()
 	token := h.mint(map[string]string{"api-key": goodKey, "x-expiration": strconv.FormatInt(now+3600, 10)})
-	got := payload(t, token)
+	got := testutil.JWTClaims(t, token)
 	want := map[string]any{
 		"d": false, "o": false, "s": false, "t": nil,
 		"iat": float64(now), "exp": float64(now + 3600),
@@ -164,7 +126,7 @@ func TestExpirationHeader(t *testing.T) {
 			if tt.value != "" {
 				header["x-expiration"] = tt.value
 			}
-			if exp := payload(t, h.mint(header))["exp"]; exp != float64(tt.wantExp) {
+			if exp := testutil.JWTClaims(t, h.mint(header))["exp"]; exp != float64(tt.wantExp) {
 				t.Errorf("exp = %v, want %d", exp, tt.wantExp)
 			}
 		})
@@ -212,11 +174,7 @@ func TestProtectedRouteChecksTokens(t *testing.T) {
 	forged := map[string]any{"exp": 4102444800, "aud": "dstor.cloud", "sub": account}
 	forgedPayload, _ := json.Marshal(forged)
 	other := dstor.New(dstor.Options{APIKeys: []dstor.APIKey{{Key: goodKey}}})
-	otherSrv, err := sandbox.Start(other, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer otherSrv.Close()
+	otherSrv := testutil.StartEmulator(t, other)
 	foreign := (&harness{t: t, srv: otherSrv}).mint(map[string]string{"api-key": goodKey})
 
 	for name, header := range map[string]map[string]string{

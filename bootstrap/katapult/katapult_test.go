@@ -7,12 +7,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/katapult"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 const (
@@ -33,35 +33,16 @@ var (
 	s3IDPattern   = regexp.MustCompile(`^[0-9a-f]{32}$`)
 )
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 3, 1, 12, 0, 10, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 type harness struct {
 	t   *testing.T
 	srv *sandbox.Server
 	emu *katapult.Emulator
-	clk *clock
+	clk *testutil.Clock
 }
 
 func start(t *testing.T, opts katapult.Options) *harness {
 	t.Helper()
-	clk := newClock()
+	clk := testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 10, 0, time.UTC))
 	if opts.Organizations == nil {
 		opts.Organizations = []katapult.Organization{
 			{ID: orgID, SubDomain: "acme", Name: "Acme", Buckets: []string{"assets", "logs"}},
@@ -81,11 +62,7 @@ func start(t *testing.T, opts katapult.Options) *harness {
 		opts.Now = clk.Now
 	}
 	emu := katapult.New(opts)
-	srv, err := sandbox.Start(emu, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
+	srv := testutil.StartEmulator(t, emu)
 	return &harness{t: t, srv: srv, emu: emu, clk: clk}
 }
 

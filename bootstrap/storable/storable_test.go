@@ -6,12 +6,12 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storable"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 var (
@@ -19,40 +19,19 @@ var (
 	bob   = storable.Client{ID: "bob-client", Secret: "bob-secret", APIKey: "bobZWgBi472xX72v6inMA6zX8xRxjbH47sqZK0eI"}
 )
 
-// clock is a settable time source shared with the emulator.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 type harness struct {
 	t   *testing.T
 	srv *sandbox.Server
-	clk *clock
+	// clk is a settable time source shared with the emulator.
+	clk *testutil.Clock
 }
 
 func start(t *testing.T, opts storable.Options) *harness {
 	t.Helper()
-	clk := &clock{now: time.Date(2025, 7, 31, 17, 31, 46, 0, time.UTC)}
+	clk := testutil.NewClock(time.Date(2025, 7, 31, 17, 31, 46, 0, time.UTC))
 	opts.Clients = []storable.Client{alice, bob}
 	opts.Now = clk.Now
-	srv, err := sandbox.Start(storable.New(opts), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
+	srv := testutil.StartEmulator(t, storable.New(opts))
 	return &harness{t: t, srv: srv, clk: clk}
 }
 

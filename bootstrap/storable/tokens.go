@@ -184,11 +184,7 @@ func newSigningKey() *rsa.PrivateKey {
 	return key
 }
 
-func newID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
+func newID() string { return hex.EncodeToString(sandbox.RandomBytes(16)) }
 
 // rateLimiter allows limit token requests per client IP in each fixed window.
 // Like a gateway's throttle it counts refused requests too.

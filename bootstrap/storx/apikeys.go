@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 )
 
 // apiKeyVersion leads every serialized API key of this emulator.
@@ -77,10 +79,10 @@ func (s *Satellite) createAPIKey(w http.ResponseWriter, c *call) {
 		serveError(w, http.StatusInternalServerError, msgDuplicateKey)
 		return
 	}
-	head := randomBytes(16)
-	k := &apiKey{id: newUUID(), name: name, projectID: p.id, createdBy: c.user.id, head: hex.EncodeToString(head), createdAt: c.now}
+	head := sandbox.RandomBytes(16)
+	k := &apiKey{id: sandbox.NewUUID(), name: name, projectID: p.id, createdBy: c.user.id, head: hex.EncodeToString(head), createdAt: c.now}
 	s.state.keys = append(s.state.keys, k)
-	serialized := base58Encode(append(append([]byte{apiKeyVersion}, head...), randomBytes(32)...))
+	serialized := base58Encode(append(append([]byte{apiKeyVersion}, head...), sandbox.RandomBytes(32)...))
 	writeJSON(w, "", map[string]any{"key": serialized, "keyInfo": k.infoView(p)})
 }
 

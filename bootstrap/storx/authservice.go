@@ -180,8 +180,8 @@ func (a *AuthService) createAccess(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, status)
 		return
 	}
-	accessKeyID := lowerBase32.EncodeToString(randomBytes(accessKeyIDBytes))
-	secret := lowerBase32.EncodeToString(randomBytes(secretKeyBytes))
+	accessKeyID := lowerBase32.EncodeToString(sandbox.RandomBytes(accessKeyIDBytes))
+	secret := lowerBase32.EncodeToString(sandbox.RandomBytes(secretKeyBytes))
 	a.mu.Lock()
 	a.records = append(a.records, &accessRecord{
 		accessKeyID: accessKeyID, secretHash: sha256.Sum256([]byte(secret)), grant: g, public: req.Public, createdAt: a.sat.now(),

@@ -5,12 +5,12 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storx"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 const (
@@ -21,29 +21,9 @@ const (
 	passphrase  = "correct horse battery staple"
 )
 
-// clock is a settable time source.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 type harness struct {
 	t       *testing.T
-	clock   *clock
+	clock   *testutil.Clock
 	sat     *storx.Satellite
 	auth    *storx.AuthService
 	satSrv  *sandbox.Server
@@ -53,7 +33,7 @@ type harness struct {
 
 func start(t *testing.T, opts storx.Options) *harness {
 	t.Helper()
-	h := &harness{t: t, clock: newClock(), client: &http.Client{Timeout: 10 * time.Second}}
+	h := &harness{t: t, clock: testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)), client: &http.Client{Timeout: 10 * time.Second}}
 	if opts.Developers == nil {
 		opts.Developers = []storx.Developer{
 			{Email: devEmail, Password: devPassword},
@@ -70,19 +50,9 @@ func start(t *testing.T, opts storx.Options) *harness {
 	}
 	h.sat = storx.New(opts)
 	h.auth = storx.NewAuthService(h.sat, storx.AuthOptions{})
-	h.satSrv = listen(t, h.sat)
-	h.authSrv = listen(t, h.auth)
+	h.satSrv = testutil.StartEmulator(t, h.sat)
+	h.authSrv = testutil.StartEmulator(t, h.auth)
 	return h
-}
-
-func listen(t *testing.T, emu sandbox.Emulator) *sandbox.Server {
-	t.Helper()
-	srv, err := sandbox.Start(emu, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return srv
 }
 
 type response struct {

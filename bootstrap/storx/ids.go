@@ -2,12 +2,10 @@ package storx
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"math/big"
 	"strings"
 )
@@ -17,20 +15,6 @@ const base58Alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwx
 
 // lowerBase32 is the encoding of authservice access key ids and secrets.
 var lowerBase32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
-func randomBytes(n int) []byte {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails since Go 1.24
-	return b
-}
-
-// newUUID returns a random (version 4) UUID in its canonical form.
-func newUUID() string {
-	b := randomBytes(16)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
 
 // isUUID accepts the canonical 36-character form, as uuid.FromString does.
 func isUUID(s string) bool {

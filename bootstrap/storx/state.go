@@ -84,15 +84,15 @@ type apiKey struct {
 
 func seededState(opts Options, now time.Time) *state {
 	s := &state{
-		secret:     randomBytes(32),
+		secret:     sandbox.RandomBytes(32),
 		developers: map[string]*developer{},
 		users:      map[string]*user{},
 		sessions:   map[string]session{},
 	}
 	for _, d := range opts.Developers {
-		salt := randomBytes(16)
+		salt := sandbox.RandomBytes(16)
 		s.developers[strings.ToLower(d.Email)] = &developer{
-			id: newUUID(), email: d.Email, passwordSalt: salt, passwordHash: saltedHash(salt, d.Password),
+			id: sandbox.NewUUID(), email: d.Email, passwordSalt: salt, passwordHash: saltedHash(salt, d.Password),
 			lockedOut: d.LockedOut, mfa: d.MFA,
 		}
 	}
@@ -108,11 +108,11 @@ func seededState(opts Options, now time.Time) *state {
 
 // addUser creates an active user with its "My Project", as create-user does.
 func (s *state) addUser(email, fullName, developerID string, now time.Time) *user {
-	u := &user{id: newUUID(), email: email, fullName: fullName, developerID: developerID, createdAt: now}
+	u := &user{id: sandbox.NewUUID(), email: email, fullName: fullName, developerID: developerID, createdAt: now}
 	s.users[strings.ToLower(email)] = u
 	s.projects = append(s.projects, &project{
-		id: newUUID(), publicID: newUUID(), name: defaultProjectName, ownerID: u.id,
-		salt: randomBytes(32), createdAt: now,
+		id: sandbox.NewUUID(), publicID: sandbox.NewUUID(), name: defaultProjectName, ownerID: u.id,
+		salt: sandbox.RandomBytes(32), createdAt: now,
 	})
 	return u
 }
@@ -168,7 +168,7 @@ func (s *state) keyByHead(head string) *apiKey {
 // newSession returns a token shaped like consoleauth's:
 // base64url(16-byte session id) "." base64url(signature), padded.
 func (s *state) newSession(developer bool, subjectID string, expires time.Time) string {
-	token := signedToken(s.secret, randomBytes(16))
+	token := signedToken(s.secret, sandbox.RandomBytes(16))
 	s.sessions[token] = session{developer: developer, subjectID: subjectID, expires: expires}
 	return token
 }

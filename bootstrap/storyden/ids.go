@@ -7,12 +7,13 @@ import (
 	"encoding/binary"
 	"strings"
 	"time"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 )
 
 const (
-	xidAlphabet   = "0123456789abcdefghijklmnopqrstuv"
-	xidLength     = 20
-	alnumAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	xidAlphabet = "0123456789abcdefghijklmnopqrstuv"
+	xidLength   = 20
 )
 
 var xidEncoding = base32.NewEncoding(xidAlphabet).WithPadding(base32.NoPadding)
@@ -32,29 +33,9 @@ func isXID(s string) bool {
 
 // newSessionToken returns a 43-character cookie value (32 random bytes).
 func newSessionToken() string {
-	return base64.RawURLEncoding.EncodeToString(randomBytes(32))
-}
-
-func randomBytes(n int) []byte {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails since Go 1.24
-	return b
-}
-
-// randomAlnum returns n characters drawn uniformly from [A-Za-z0-9].
-func randomAlnum(n int) string {
-	out := make([]byte, 0, n)
-	for len(out) < n {
-		for _, b := range randomBytes(n) {
-			// 248 = 4*62: bytes at or above it would favour some characters.
-			if b < 248 && len(out) < n {
-				out = append(out, alnumAlphabet[int(b)%len(alnumAlphabet)])
-			}
-		}
-	}
-	return string(out)
+	return base64.RawURLEncoding.EncodeToString(sandbox.RandomBytes(32))
 }
 
 func isAlnum(s string) bool {
-	return strings.Trim(s, alnumAlphabet) == ""
+	return strings.Trim(s, sandbox.AlnumAlphabet) == ""
 }

@@ -100,7 +100,7 @@ func (s *state) accountByHandle(handle string) *account {
 }
 
 func (a *account) setPassword(password string) {
-	a.passwordSalt = randomBytes(16)
+	a.passwordSalt = sandbox.RandomBytes(16)
 	a.passwordHash = saltedHash(a.passwordSalt, password)
 }
 
@@ -153,11 +153,11 @@ func tokenKey(token string) string {
 // newAccessKey stores a key for the owner and returns it with its token,
 // which is never stored.
 func (s *state) newAccessKey(ownerID, name string, expiresAt *time.Time, now time.Time) (*accessKey, string) {
-	lookupID := randomAlnum(accessKeyIDLength)
+	lookupID := sandbox.RandomAlnum(accessKeyIDLength)
 	for s.keysByLookup[lookupID] != nil {
-		lookupID = randomAlnum(accessKeyIDLength)
+		lookupID = sandbox.RandomAlnum(accessKeyIDLength)
 	}
-	secret := randomAlnum(accessKeySecret)
+	secret := sandbox.RandomAlnum(accessKeySecret)
 	k := &accessKey{
 		id:         newXID(now),
 		lookupID:   lookupID,
