@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 	storydenemu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storyden"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 const (
@@ -31,26 +31,41 @@ type testEnv struct {
 	b        *backend
 	storage  *logical.InmemStorage
 	upstream *sandbox.Server
-	logs     *syncBuffer
+	// logs collects every log line the backend writes, at trace level, so
+	// tests can prove no secret is ever logged.
+	logs *testutil.LogBuffer
+	// events records what the backend sends to Vault's event bus.
+	events *eventRecorder
 }
 
-// syncBuffer collects every log line the backend writes, at trace level, so
-// tests can prove no secret is ever logged.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+// eventRecorder stands for Vault's event bus.
+type eventRecorder struct {
+	mu     sync.Mutex
+	events []recordedEvent
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
+type recordedEvent struct {
+	eventType string
+	metadata  map[string]any
 }
 
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
+func (r *eventRecorder) SendEvent(_ context.Context, eventType logical.EventType, ev *logical.EventData) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, recordedEvent{string(eventType), ev.Metadata.AsMap()})
+	return nil
+}
+
+func (r *eventRecorder) of(eventType string) []map[string]any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []map[string]any
+	for _, ev := range r.events {
+		if ev.eventType == eventType {
+			out = append(out, ev.metadata)
+		}
+	}
+	return out
 }
 
 func newTestEnv(t *testing.T, opts ...func(*storydenemu.Options)) *testEnv {
@@ -62,17 +77,15 @@ func newTestEnv(t *testing.T, opts ...func(*storydenemu.Options)) *testEnv {
 	for _, o := range opts {
 		o(&emuOpts)
 	}
-	srv, err := sandbox.Start(storydenemu.New(emuOpts), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := testutil.StartEmulator(t, storydenemu.New(emuOpts))
 
-	logs := &syncBuffer{}
+	logs := &testutil.LogBuffer{}
 	config := logical.TestBackendConfig()
 	storage := &logical.InmemStorage{}
 	config.StorageView = storage
 	config.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: logs})
+	events := &eventRecorder{}
+	config.EventsSender = events
 	config.System = &testSystemView{StaticSystemView: logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}}
 	b := newBackend(defaultRegistry())
 	b.httpClient = &http.Client{Timeout: 5 * time.Second}
@@ -80,7 +93,7 @@ func newTestEnv(t *testing.T, opts ...func(*storydenemu.Options)) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Cleanup(context.Background()) })
-	env := &testEnv{t: t, b: b, storage: storage, upstream: srv, logs: logs}
+	env := &testEnv{t: t, b: b, storage: storage, upstream: srv, logs: logs, events: events}
 	t.Cleanup(env.assertNoSecretsLogged)
 	return env
 }

@@ -106,6 +106,7 @@ func (b *backend) rotateRootLocked(ctx context.Context, s logical.Storage, name 
 	// The provider's connection already uses the new root and its session.
 	b.conns.put(name, entry.Generation, conn)
 	b.Logger().Info("rotated root credential", "connection", name, "provider", entry.Provider)
+	b.sendEvent(ctx, eventRotateRoot, "connection", name, "provider", entry.Provider)
 	return nil
 }
 

@@ -95,6 +95,7 @@ func (b *backend) rotateStatic(ctx context.Context, s logical.Storage, name stri
 	if err := putStaticRole(ctx, s, name, role); err != nil {
 		return fmt.Errorf("the secret of %s was regenerated but storing it failed; the next periodic run regenerates it again: %w", role.CredentialID, err)
 	}
+	b.sendEvent(ctx, eventRotateStatic, "static_role", name, "connection", role.Connection, "provider", role.Provider)
 	return nil
 }
 

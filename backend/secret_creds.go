@@ -160,8 +160,11 @@ func (b *backend) secretCredentialRevoke(ctx context.Context, req *logical.Reque
 		return nil, fmt.Errorf("cannot revoke upstream: connection %q is now provider %s, but the credential was issued by %s; restore the connection or use vault lease revoke -force", lease.Connection, entry.Provider, lease.Provider)
 	}
 	if err := conn.Revoke(ctx, lease.Ref); err != nil {
+		b.Logger().Warn("upstream revoke failed; Vault will retry", "connection", lease.Connection, "role", lease.Role, "object", lease.Name, "lease_id", req.Secret.LeaseID, "error", err)
 		return nil, fmt.Errorf("revoke %s credential of role %q on connection %q: %w", lease.Provider, lease.Role, lease.Connection, err)
 	}
 	b.forgetInventory(ctx, req.Storage, lease.Connection, lease.Name)
+	b.Logger().Debug("revoked credential", "connection", lease.Connection, "provider", lease.Provider, "role", lease.Role, "object", lease.Name, "lease_id", req.Secret.LeaseID)
+	b.sendEvent(ctx, eventCredsRevoke, "connection", lease.Connection, "provider", lease.Provider, "role", lease.Role, "object", lease.Name)
 	return nil, nil
 }
