@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -24,9 +25,21 @@ var Version = "v0.0.0-dev"
 // operationPrefix names every OpenAPI operation of this engine.
 const operationPrefix = "apikeys"
 
-// walRollbackMinAge is well above the slowest issue (Vault cuts requests at
-// 90 s), so a rollback never races a create that is still running.
-const walRollbackMinAge = 10 * time.Minute
+// defaultWALRollbackMinAge is well above the slowest issue (Vault cuts
+// requests at 90 s), so a rollback never races a create that is still running.
+const defaultWALRollbackMinAge = 10 * time.Minute
+
+// walRollbackMinAgeEnv overrides it, for tests that crash Vault on purpose
+// (vault plugin register -env APIKEYS_WAL_ROLLBACK_MIN_AGE=5s). It must be a
+// Go duration of a second or more; anything else is ignored.
+const walRollbackMinAgeEnv = "APIKEYS_WAL_ROLLBACK_MIN_AGE"
+
+func walRollbackMinAge() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(walRollbackMinAgeEnv)); err == nil && d >= time.Second {
+		return d
+	}
+	return defaultWALRollbackMinAge
+}
 
 const backendHelp = `
 The apikeys secrets engine keeps the root credential of a third-party API in
@@ -86,7 +99,7 @@ func newBackend(providers *registry) *backend {
 		),
 		Secrets:           []*framework.Secret{b.secretCredential()},
 		WALRollback:       b.walRollback,
-		WALRollbackMinAge: walRollbackMinAge,
+		WALRollbackMinAge: walRollbackMinAge(),
 		PeriodicFunc:      b.periodic,
 		RotateCredential:  b.rotateCredential,
 		Invalidate:        b.invalidate,
