@@ -41,6 +41,21 @@ func walRollbackMinAge() time.Duration {
 	return defaultWALRollbackMinAge
 }
 
+// requestBudget bounds the upstream work of one request. Vault cancels a
+// request after 90 s by default, but the plugin's context often carries no
+// deadline; with this one, providers can tell in advance when a wait (a
+// rate-limit window, a provisioning retry) would overrun and fail clearly.
+const requestBudget = 80 * time.Second
+
+// withRequestBudget gives ctx a deadline of requestBudget unless it already
+// has an earlier one.
+func withRequestBudget(ctx context.Context) (context.Context, context.CancelFunc) {
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < requestBudget {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, requestBudget)
+}
+
 const backendHelp = `
 The apikeys secrets engine keeps the root credential of a third-party API in
 Vault and issues short-lived, leased credentials from it. Each lease's

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,22 @@ type connectionEntry struct {
 	// Generation changes on every write, so cached sessions built from an
 	// older version are never used.
 	Generation uint64 `json:"generation"`
+	// Tag starts the unique suffix of every object name the connection
+	// creates, so tidy claims only its own objects even when another mount
+	// or connection shares the upstream account.
+	Tag string `json:"object_name_tag"`
+}
+
+// objectTagLen is the length of a connection's tag in object names.
+const objectTagLen = 4
+
+// ownsObject reports whether an upstream object name was made by this
+// connection: <prefix>-<role>-<tag><random>.
+func (e *connectionEntry) ownsObject(name string) bool {
+	if e.Tag == "" || len(name) < uniqueLen {
+		return false
+	}
+	return strings.HasPrefix(name[len(name)-uniqueLen:], e.Tag)
 }
 
 // allowsRole reports whether allowed_roles admits role.

@@ -72,6 +72,21 @@ proven upstream before anything is stored.`,
 	}
 }
 
+// touchesUpstream reports whether an update changes what the connection uses
+// upstream (its address or a provider field); only then is it verified
+// again, since a check can cost a rate-limited login (StorX).
+func touchesUpstream(data map[string]any, p provider.Provider) bool {
+	if _, ok := data[fieldBaseURL]; ok {
+		return true
+	}
+	for _, f := range p.ConnectionFields() {
+		if _, ok := data[f.Name]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // writeOperation marks a write so performance standbys and secondaries
 // forward it to the node that may write.
 func writeOperation(cb framework.OperationFunc, summary string) *framework.PathOperation {
@@ -113,6 +128,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *f
 		fieldProvider:     entry.Provider,
 		fieldBaseURL:      entry.BaseURL,
 		fieldAllowedRoles: entry.AllowedRoles,
+		"object_name_tag": entry.Tag,
 	}
 	if p, ok := b.providers.get(entry.Provider); ok {
 		for k, v := range publicValues(p.ConnectionFields(), entry.Values) {
@@ -157,13 +173,15 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	if d.Get(fieldVerifyConnection).(bool) {
+	ctx, cancel := withRequestBudget(ctx)
+	defer cancel()
+	if d.Get(fieldVerifyConnection).(bool) && (existing == nil || touchesUpstream(req.Data, p)) {
 		if err := conn.Verify(ctx); err != nil {
 			conn.Close()
 			return logical.ErrorResponse(fmt.Sprintf("verify_connection failed, nothing was stored: %v; fix the %s credentials or base_url, or write verify_connection=false to store without checking", err, p.Name())), nil
 		}
 	}
-	managerOp, err := b.scheduleRotation(ctx, req, entry)
+	managerOp, err := b.scheduleRotation(ctx, req, entry, existing)
 	if err != nil {
 		conn.Close()
 		return errorResponseFor(err)
@@ -209,6 +227,11 @@ func (b *backend) connectionFromRequest(name string, existing *connectionEntry, 
 		return nil, nil, err
 	}
 	entry.Values = values
+	if entry.Tag == "" {
+		if entry.Tag, err = provider.RandomString(objectTagLen, uniqueAlphabet); err != nil {
+			return nil, nil, err
+		}
+	}
 	if err := b.applyBaseURL(entry, p, data, creating); err != nil {
 		return nil, nil, err
 	}

@@ -153,3 +153,17 @@ func TestConfig_DeleteAndInvalidateDropSession(t *testing.T) {
 	env.mustOK(logical.DeleteOperation, "config/main", nil)
 	env.mustBadRequest(logical.ReadOperation, "creds/app", nil, `connection "main", which does not exist`)
 }
+
+func TestConfig_UpdatesThatDoNotTouchTheUpstreamAreNotVerifiedAgain(t *testing.T) {
+	env := newTestEnv(t)
+	env.mustOK(logical.CreateOperation, "config/main", env.storydenConfig(nil))
+	env.upstream.ResetCalls()
+	env.mustOK(logical.UpdateOperation, "config/main", map[string]any{"allowed_roles": "app"})
+	if calls := env.upstream.Calls(); len(calls) != 0 {
+		t.Fatalf("an allowed_roles update called the upstream: %v", calls)
+	}
+	env.mustOK(logical.UpdateOperation, "config/main", map[string]any{"username": adminHandle})
+	if calls := env.upstream.Calls(); calls["POST /api/auth/password/signin"] != 1 {
+		t.Fatalf("an update of a provider field was not verified: %v", calls)
+	}
+}

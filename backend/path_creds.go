@@ -53,6 +53,8 @@ type issuePlan struct {
 }
 
 func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	ctx, cancel := withRequestBudget(ctx)
+	defer cancel()
 	plan, msg, err := b.planIssue(ctx, req.Storage, d.Get(fieldRole).(string))
 	if err != nil {
 		return nil, err
@@ -117,10 +119,11 @@ func effectiveMaxTTL(sys logical.SystemView, roleMax time.Duration) time.Duratio
 // issue creates the credential upstream under a WAL entry, so that a crash or
 // failure at any point leaves nothing behind upstream for long.
 func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan, entry *connectionEntry, conn provider.Connection) (*logical.Response, error) {
-	unique, err := provider.RandomString(uniqueLen, uniqueAlphabet)
+	random, err := provider.RandomString(uniqueLen-len(entry.Tag), uniqueAlphabet)
 	if err != nil {
 		return nil, err
 	}
+	unique := entry.Tag + random
 	now := time.Now()
 	objectName := fmt.Sprintf("%s-%s-%s", b.namePrefix(plan.role), plan.roleName, unique)
 	wal := walIssue{Connection: plan.connName, Provider: entry.Provider, Role: plan.roleName, Name: objectName, RoleValues: plan.role.Values, CreatedAt: now.Unix()}

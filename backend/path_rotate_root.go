@@ -35,6 +35,8 @@ func (b *backend) pathRotateRootWrite(ctx context.Context, req *logical.Request,
 	if err := validateName("connection", name); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
+	ctx, cancel := withRequestBudget(ctx)
+	defer cancel()
 	if err := b.rotateRoot(ctx, req.Storage, name); err != nil {
 		return errorResponseFor(err)
 	}

@@ -62,6 +62,8 @@ func (b *backend) pathStaticCredsRead(ctx context.Context, req *logical.Request,
 
 func (b *backend) pathRotateRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get(fieldName).(string)
+	ctx, cancel := withRequestBudget(ctx)
+	defer cancel()
 	if err := b.rotateStatic(ctx, req.Storage, name); err != nil {
 		return errorResponseFor(err)
 	}
@@ -93,7 +95,7 @@ func (b *backend) rotateStatic(ctx context.Context, s logical.Storage, name stri
 		return b.recordStaticFailure(ctx, s, name, role, err)
 	}
 	if err := putStaticRole(ctx, s, name, role); err != nil {
-		return fmt.Errorf("the secret of %s was regenerated but storing it failed; the next periodic run regenerates it again: %w", role.CredentialID, err)
+		return fmt.Errorf("the secret of %s was regenerated but storing it failed, so static-creds shows a dead secret until the next successful rotation; run rotate-role again: %w", role.CredentialID, err)
 	}
 	b.sendEvent(ctx, eventRotateStatic, "static_role", name, "connection", role.Connection, "provider", role.Provider)
 	return nil

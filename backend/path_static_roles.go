@@ -155,6 +155,8 @@ func (b *backend) pathStaticRoleWrite(ctx context.Context, req *logical.Request,
 	if err := validateName("static role", name); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
+	ctx, cancel := withRequestBudget(ctx)
+	defer cancel()
 	lock := b.staticLock(name)
 	lock.Lock()
 	defer lock.Unlock()

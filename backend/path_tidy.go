@@ -50,11 +50,14 @@ storable) record nothing.`,
 			HelpSynopsis: "Find (and with dry_run=false delete) upstream objects no live lease accounts for.",
 			HelpDescription: `Lists the connection's objects upstream and sorts them against the
 inventory: live (a lease holds them), expired (their lease ended but they are
-still upstream: revoke never ran), unknown (upstream, named like the plugin's
-objects, but in no inventory: a lost WAL or a manual copy) and gone (in the
-inventory but no longer upstream: deleted by hand). With dry_run=false it
-deletes the expired and unknown ones older than safety_buffer, and says what
-it deleted. Objects still being issued are never touched.`,
+still upstream: revoke never ran), unknown (upstream, named with this
+connection's object_name_tag, but in no inventory: a lost WAL or a manual
+copy), gone (in the inventory but no longer upstream: deleted by hand) and
+foreign (named like the plugin's objects but with another connection's tag:
+another mount sharing the upstream account; never deleted). With
+dry_run=false it deletes the expired and unknown ones older than
+safety_buffer, and says what it deleted. Objects still being issued are
+never touched.`,
 		},
 	}
 }
@@ -85,6 +88,7 @@ type tidyReport struct {
 	ExpiredPresent  []map[string]any
 	UnknownUpstream []map[string]any
 	GoneUpstream    []map[string]any
+	ForeignUpstream []map[string]any
 	Deleted         []map[string]any
 	Failed          []map[string]any
 }
@@ -96,6 +100,8 @@ func (b *backend) pathTidyWrite(ctx context.Context, req *logical.Request, d *fr
 	if buffer < 0 {
 		return logical.ErrorResponse("safety_buffer must not be negative"), nil
 	}
+	ctx, cancel := withRequestBudget(ctx)
+	defer cancel()
 	conn, entry, err := b.liveConnection(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
@@ -118,6 +124,7 @@ func (b *backend) pathTidyWrite(ctx context.Context, req *logical.Request, d *fr
 		"expired_present":  report.ExpiredPresent,
 		"unknown_upstream": report.UnknownUpstream,
 		"gone_upstream":    report.GoneUpstream,
+		"foreign_upstream": report.ForeignUpstream,
 		"deleted":          report.Deleted,
 		"failed":           report.Failed,
 	}}, nil
@@ -171,6 +178,12 @@ func (b *backend) tidy(ctx context.Context, s logical.Storage, name string, entr
 			continue
 		}
 		view := map[string]any{"name": obj.Name, "object_id": obj.ID, "created_at": provider.Timestamp(obj.CreatedAt)}
+		if !entry.ownsObject(obj.Name) {
+			// Named like the plugin's, but another connection or mount on the
+			// same upstream account made it: never ours to delete.
+			report.ForeignUpstream = append(report.ForeignUpstream, view)
+			continue
+		}
 		report.UnknownUpstream = append(report.UnknownUpstream, view)
 		if !obj.CreatedAt.IsZero() && obj.CreatedAt.Add(buffer).Before(now) {
 			doomed = append(doomed, leftover{name: obj.Name, ref: obj.Ref, view: view})

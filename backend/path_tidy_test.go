@@ -85,23 +85,26 @@ func TestTidy_FindsAndRemovesLeftoversButNeverLiveCredentials(t *testing.T) {
 	// Deleted by hand upstream.
 	gone := env.issue()
 	adminDelete(t, env, gone.Data["access_key_id"].(string))
-	// Made by hand: one named like the plugin's keys, one not.
-	if _, err := storydenemu.ProbeCreateKey(env.upstream.URL(), adminHandle, adminPassword, "vault-app-handmade00"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := storydenemu.ProbeCreateKey(env.upstream.URL(), adminHandle, adminPassword, "ci-deploy-token"); err != nil {
-		t.Fatal(err)
+	// Made by hand: a copy of one of this connection's keys (its tag), one
+	// named like another mount's keys on the same account, and one unrelated.
+	conn, _ := getConnection(ctx, env.storage, "main")
+	copied := "vault-app-" + conn.Tag + "handmade"
+	for _, name := range []string{copied, "vault-app-otherm0unt00", "ci-deploy-token"} {
+		if _, err := storydenemu.ProbeCreateKey(env.upstream.URL(), adminHandle, adminPassword, name); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	report := env.mustOK(logical.UpdateOperation, "tidy/main", nil)
-	if report.Data["dry_run"] != true || len(env.liveKeys()) != 5 {
+	if report.Data["dry_run"] != true || len(env.liveKeys()) != 6 {
 		t.Fatalf("a dry run changed something upstream: %v", report.Data)
 	}
 	want := map[string][]string{
 		"live":             {env.leaseName(live)},
 		"expired_present":  {expiredName},
 		"gone_upstream":    {env.leaseName(gone)},
-		"unknown_upstream": {env.leaseName(lost), "vault-app-handmade00"},
+		"unknown_upstream": {env.leaseName(lost), copied},
+		"foreign_upstream": {"vault-app-otherm0unt00"},
 	}
 	for field, names := range want {
 		got := namesOf(report.Data[field])
@@ -126,7 +129,7 @@ func TestTidy_FindsAndRemovesLeftoversButNeverLiveCredentials(t *testing.T) {
 	for _, o := range env.liveKeys() {
 		left = append(left, o.Name)
 	}
-	if strings.Join(sortStrings(left), ",") != strings.Join(sortStrings([]string{env.leaseName(live), "ci-deploy-token"}), ",") {
+	if strings.Join(sortStrings(left), ",") != strings.Join(sortStrings([]string{env.leaseName(live), "vault-app-otherm0unt00", "ci-deploy-token"}), ",") {
 		t.Fatalf("left upstream: %v", left)
 	}
 }

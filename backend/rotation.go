@@ -54,6 +54,16 @@ func parseRotationFields(entry *connectionEntry, p provider.Provider, d *framewo
 	if err := entry.Rotation.ParseAutomatedRotationFields(d); err != nil {
 		return requestError(err.Error())
 	}
+	// A period replaces a stored schedule and the reverse; the SDK only
+	// refuses both in one request.
+	_, periodGiven := d.GetOk("rotation_period")
+	_, scheduleGiven := d.GetOk("rotation_schedule")
+	if periodGiven && !scheduleGiven && entry.Rotation.RotationPeriod != 0 {
+		entry.Rotation.RotationSchedule, entry.Rotation.RotationWindow = "", 0
+	}
+	if scheduleGiven && !periodGiven && entry.Rotation.RotationSchedule != "" {
+		entry.Rotation.RotationPeriod = 0
+	}
 	if period := entry.Rotation.RotationPeriod; period != 0 && period < minRotationPeriod {
 		return requestError(fmt.Sprintf("rotation_period must be %s or more (or 0 to switch scheduled rotation off)", minRotationPeriod))
 	}
@@ -75,7 +85,7 @@ func rotatesRoot(p provider.Provider) bool {
 // scheduleRotation registers or deregisters the connection's rotation job,
 // before the entry is stored (the order Vault's own engines follow). It
 // returns the rotation manager operation performed, "" when none.
-func (b *backend) scheduleRotation(ctx context.Context, req *logical.Request, entry *connectionEntry) (string, error) {
+func (b *backend) scheduleRotation(ctx context.Context, req *logical.Request, entry, existing *connectionEntry) (string, error) {
 	sched := &entry.Rotation
 	if !sched.active() {
 		sched.SelfScheduled, sched.NextRotation = false, time.Time{}
@@ -99,6 +109,11 @@ func (b *backend) scheduleRotation(ctx context.Context, req *logical.Request, en
 		sched.SelfScheduled, sched.NextRotation = false, time.Time{}
 		return "registration", nil
 	case managerUnsupported(err):
+		if existing != nil && existing.Rotation.SelfScheduled && sameSchedule(&existing.Rotation, sched) {
+			// Writing other fields must not postpone the next rotation.
+			sched.SelfScheduled, sched.NextRotation = true, existing.Rotation.NextRotation
+			return "", nil
+		}
 		sched.SelfScheduled = true
 		next, err := nextRotation(sched, b.now())
 		if err != nil {
@@ -108,6 +123,11 @@ func (b *backend) scheduleRotation(ctx context.Context, req *logical.Request, en
 		return "", nil
 	}
 	return "", fmt.Errorf("register the root rotation job: %w", err)
+}
+
+func sameSchedule(a, b *rotationSchedule) bool {
+	return a.RotationPeriod == b.RotationPeriod && a.RotationSchedule == b.RotationSchedule &&
+		a.RotationWindow == b.RotationWindow && a.active() == b.active()
 }
 
 // managerUnsupported recognizes a Vault without a usable rotation manager:

@@ -231,3 +231,21 @@ func TestSchedule_EnterpriseRegistersWithTheRotationManager(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestSchedule_OtherWritesDoNotPostponeAndPeriodReplacesSchedule(t *testing.T) {
+	env := newTestEnv(t)
+	clock := env.withClock()
+	env.mustOK(logical.CreateOperation, "config/main", env.storydenConfig(map[string]any{"rotation_period": "1h"}))
+	clock.Advance(50 * time.Minute)
+	env.mustOK(logical.UpdateOperation, "config/main", map[string]any{"allowed_roles": "app"})
+	read := env.mustOK(logical.ReadOperation, "config/main", nil)
+	if read.Data["next_vault_rotation"] != "2026-11-22T13:00:00Z" {
+		t.Fatalf("an unrelated write moved the next rotation to %v", read.Data["next_vault_rotation"])
+	}
+	env.mustOK(logical.UpdateOperation, "config/main", map[string]any{"rotation_schedule": "0 * * * *"})
+	env.mustOK(logical.UpdateOperation, "config/main", map[string]any{"rotation_period": "2h"})
+	read = env.mustOK(logical.ReadOperation, "config/main", nil)
+	if _, ok := read.Data["rotation_schedule"]; ok || read.Data["rotation_period"] != float64(7200) {
+		t.Fatalf("a new rotation_period did not replace the stored schedule: %v", read.Data)
+	}
+}

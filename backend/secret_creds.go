@@ -154,10 +154,10 @@ func (b *backend) secretCredentialRevoke(ctx context.Context, req *logical.Reque
 		return nil, err
 	}
 	if entry == nil {
-		return nil, fmt.Errorf("cannot revoke upstream: connection %q no longer exists; write config/%s again with the same account so revoke can reach %s, or drop the lease with vault lease revoke -force", lease.Connection, lease.Connection, lease.Provider)
+		return nil, fmt.Errorf("cannot revoke upstream: connection %q no longer exists; write config/%s again with the same account so revoke can reach %s, or drop the lease from Vault only with vault lease revoke -force -prefix <lease id>", lease.Connection, lease.Connection, lease.Provider)
 	}
 	if entry.Provider != lease.Provider {
-		return nil, fmt.Errorf("cannot revoke upstream: connection %q is now provider %s, but the credential was issued by %s; restore the connection or use vault lease revoke -force", lease.Connection, entry.Provider, lease.Provider)
+		return nil, fmt.Errorf("cannot revoke upstream: connection %q is now provider %s, but the credential was issued by %s; restore the connection, or drop the lease from Vault only with vault lease revoke -force -prefix <lease id>", lease.Connection, entry.Provider, lease.Provider)
 	}
 	if err := conn.Revoke(ctx, lease.Ref); err != nil {
 		b.Logger().Warn("upstream revoke failed; Vault will retry", "connection", lease.Connection, "role", lease.Role, "object", lease.Name, "lease_id", req.Secret.LeaseID, "error", err)

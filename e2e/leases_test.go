@@ -120,19 +120,25 @@ func TestTidyRemovesOrphansThroughVault(t *testing.T) {
 	f := newStoryden(t)
 	f.configure()
 	live := f.issue()
-	if _, err := storydenemu.ProbeCreateKey(f.upstream.URL(), sdAdmin, sdPassword, "vault-app-byhand00001"); err != nil {
-		t.Fatal(err)
+	// A copy of this connection's keys (its tag in the name), and a key of
+	// another mount on the same account, which tidy must leave alone.
+	tag := fmt.Sprint(cliJSON(t, "read", f.mount+"/config/main").Data["object_name_tag"])
+	orphan := "vault-app-" + tag + "byhand01"
+	for _, name := range []string{orphan, "vault-app-0therm0unt01"} {
+		if _, err := storydenemu.ProbeCreateKey(f.upstream.URL(), sdAdmin, sdPassword, name); err != nil {
+			t.Fatal(err)
+		}
 	}
 	inventory := cliJSON(t, "read", f.mount+"/inventory/main")
 	if fmt.Sprint(inventory.Data["count"]) != "1" {
 		t.Fatalf("inventory: %v", inventory.Data)
 	}
 	dry := cliJSON(t, "write", "-f", f.mount+"/tidy/main")
-	if !strings.Contains(fmt.Sprint(dry.Data["unknown_upstream"]), "vault-app-byhand00001") || f.liveKeys() != 2 {
+	if !strings.Contains(fmt.Sprint(dry.Data["unknown_upstream"]), orphan) || !strings.Contains(fmt.Sprint(dry.Data["foreign_upstream"]), "vault-app-0therm0unt01") || f.liveKeys() != 3 {
 		t.Fatalf("dry run: %v", dry.Data)
 	}
 	wet := cliJSON(t, "write", f.mount+"/tidy/main", "dry_run=false", "safety_buffer=0")
-	if !strings.Contains(fmt.Sprint(wet.Data["deleted"]), "vault-app-byhand00001") || f.liveKeys() != 1 || f.keyStatus(live) != http.StatusOK {
+	if !strings.Contains(fmt.Sprint(wet.Data["deleted"]), orphan) || f.liveKeys() != 2 || f.keyStatus(live) != http.StatusOK {
 		t.Fatalf("tidy: %v; %d live keys", wet.Data, f.liveKeys())
 	}
 }
