@@ -212,6 +212,24 @@ func (e *Emulator) S3CredentialsLive(accessKeyID, secret string) bool {
 	return false
 }
 
+// S3Secret returns the secret of the S3 access key id while it is the
+// current pair of an access key that still exists, the pairs
+// S3CredentialsLive accepts; otherwise false. Its method value is an
+// s3gateway.Resolver.
+func (e *Emulator) S3Secret(accessKeyID string) (string, bool) {
+	if accessKeyID == "" {
+		return "", false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, k := range e.state.keys {
+		if !k.deleted && k.s3ID == accessKeyID {
+			return k.s3Secret, true
+		}
+	}
+	return "", false
+}
+
 func (e *Emulator) routes() *http.ServeMux {
 	const (
 		orgStorage = "/core/v1/organizations/organization/object_storage"

@@ -57,10 +57,14 @@ type AuthService struct {
 
 var _ sandbox.Emulator = (*AuthService)(nil)
 
-// accessRecord is one minted S3 credential; only the secret's hash is kept.
+// accessRecord is one minted S3 credential. The real authservice keeps
+// only what lets it check a secret; the emulator, a test double, also keeps
+// the secret itself in memory so that an S3 gateway double can check SigV4
+// signatures, which are keyed by the secret (see S3Secret).
 type accessRecord struct {
 	accessKeyID string
 	secretHash  [sha256.Size]byte
+	secret      string
 	grant       Grant
 	public      bool
 	createdAt   time.Time
@@ -146,6 +150,25 @@ func (a *AuthService) VerifyS3Credential(accessKeyID, secretKey string) error {
 	return errors.New("no such access key id")
 }
 
+// S3Secret returns the secret key of accessKeyID while the credential is
+// live, as VerifyS3Credential would accept it: its API key exists on the
+// satellite and its grant has not expired. Otherwise, or for an unknown id,
+// it returns false. Its method value is an s3gateway.Resolver.
+func (a *AuthService) S3Secret(accessKeyID string) (string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, rec := range a.records {
+		if rec.accessKeyID != accessKeyID {
+			continue
+		}
+		if credentialState(rec, a.sat.keyView(rec.grant.APIKeyHead), a.sat.now()) != credentialActive {
+			return "", false
+		}
+		return rec.secret, true
+	}
+	return "", false
+}
+
 func credentialState(rec *accessRecord, key keyView, now time.Time) string {
 	switch {
 	case !key.found:
@@ -184,7 +207,7 @@ func (a *AuthService) createAccess(w http.ResponseWriter, r *http.Request) {
 	secret := lowerBase32.EncodeToString(sandbox.RandomBytes(secretKeyBytes))
 	a.mu.Lock()
 	a.records = append(a.records, &accessRecord{
-		accessKeyID: accessKeyID, secretHash: sha256.Sum256([]byte(secret)), grant: g, public: req.Public, createdAt: a.sat.now(),
+		accessKeyID: accessKeyID, secretHash: sha256.Sum256([]byte(secret)), secret: secret, grant: g, public: req.Public, createdAt: a.sat.now(),
 	})
 	a.mu.Unlock()
 	body, _ = json.Marshal(map[string]string{"access_key_id": accessKeyID, "secret_key": secret, "endpoint": a.endpoint})
