@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -136,7 +137,7 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 		TTL: plan.ttl, ExpiresAt: now.Add(plan.maxTTL),
 	})
 	if err != nil {
-		b.rollbackNow(s, walID, conn, wal)
+		b.rollbackNow(s, walID, conn, wal, answeredDefinitely(err))
 		return errorResponseFor(err)
 	}
 	lease := newLeaseInternal(plan, entry.Provider, objectName, cred)
@@ -183,18 +184,30 @@ func (b *backend) namePrefix(role *roleEntry) string {
 	return "vault"
 }
 
-// rollbackNow deletes what a failed Issue may have created and clears its WAL
-// entry; if that fails the entry stays and Vault's rollback retries later.
-func (b *backend) rollbackNow(s logical.Storage, walID string, conn provider.Connection, wal walIssue) {
+// rollbackNow deletes what a failed Issue may have created. The WAL entry is
+// cleared only when the upstream answered the failing call: after a timeout
+// or a dropped connection the create may still land upstream later, and the
+// entry stays for Vault's WAL rollback to sweep it then.
+func (b *backend) rollbackNow(s logical.Storage, walID string, conn provider.Connection, wal walIssue, definite bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	if err := conn.Rollback(ctx, wal.rollbackRequest()); err != nil {
 		b.Logger().Warn("could not yet remove what a failed issue left upstream; the WAL rollback will retry", "connection", wal.Connection, "object", wal.Name, "error", err)
 		return
 	}
+	if !definite {
+		return
+	}
 	if err := framework.DeleteWAL(ctx, s, walID); err != nil {
 		b.Logger().Warn("could not clear the WAL entry of a rolled-back issue; the WAL rollback will clear it", "connection", wal.Connection, "object", wal.Name, "error", err)
 	}
+}
+
+// answeredDefinitely reports whether the upstream answered the call that
+// failed, so nothing of it can still be under way there.
+func answeredDefinitely(err error) bool {
+	var ue *provider.UpstreamError
+	return errors.As(err, &ue) && ue.Status != 0
 }
 
 func (b *backend) revokeNow(conn provider.Connection, connName string, ref provider.Ref) {

@@ -236,10 +236,16 @@ func TestCreds_UpstreamFaultsGiveClearErrorsAndNoOrphans(t *testing.T) {
 			if strings.Contains(err.Error(), adminPassword) || strings.Contains(err.Error(), "sdpak_") {
 				t.Fatal("the error carries a secret")
 			}
-			if tc.fault.LatencyMS > 0 {
-				// The slow create finishes upstream after the client gave up;
-				// the immediate rollback ran before it landed, so the WAL
-				// rollback must catch it.
+			ambiguous := tc.fault.Drop || tc.fault.LatencyMS > 0
+			if !ambiguous && env.walCount() != 0 {
+				t.Fatal("the upstream answered, yet the WAL entry was kept")
+			}
+			if ambiguous {
+				// The create may still land upstream after the client gave
+				// up, so the entry stays for Vault's WAL rollback.
+				if env.walCount() != 1 {
+					t.Fatal("an ambiguous failure cleared its WAL entry")
+				}
 				time.Sleep(2500 * time.Millisecond)
 				env.rollbackAll()
 			}

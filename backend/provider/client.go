@@ -94,7 +94,7 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 	backoff := firstBackoff
 	for attempt := 1; ; attempt++ {
 		resp, err := c.send(ctx, r)
-		wait, retry := c.retryDecision(r, resp, err, backoff)
+		wait, retry := c.retryDecision(ctx, r, resp, err, backoff)
 		if !retry || attempt >= attempts {
 			if err != nil {
 				return nil, &UpstreamError{Provider: c.Provider, Op: r.Op, Err: err}
@@ -110,10 +110,12 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 }
 
 // retryDecision says whether to try again and after how long.
-func (c *Client) retryDecision(r Request, resp *Response, err error, backoff time.Duration) (time.Duration, bool) {
+func (c *Client) retryDecision(ctx context.Context, r Request, resp *Response, err error, backoff time.Duration) (time.Duration, bool) {
 	jittered := backoff/2 + rand.N(backoff/2+1)
 	if err != nil {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if ctx.Err() != nil {
+			// The caller gave up; a timeout of one attempt is a transport
+			// failure like any other.
 			return 0, false
 		}
 		return jittered, r.Idempotent || errors.Is(err, syscall.ECONNREFUSED)

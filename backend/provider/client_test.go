@@ -85,6 +85,24 @@ func TestClient_TransportFailures(t *testing.T) {
 		t.Fatal("no backoff between attempts")
 	}
 
+	// One attempt timing out is retried for an idempotent request, not for a create.
+	var slowCalls atomic.Int32
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slowCalls.Add(1) == 1 {
+			time.Sleep(300 * time.Millisecond)
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer slow.Close()
+	c = &Client{Provider: "test", BaseURL: slow.URL, HTTP: &http.Client{Timeout: 100 * time.Millisecond}}
+	if resp, err := c.Do(context.Background(), Request{Op: "read", Method: http.MethodGet, Path: "/", Idempotent: true}); err != nil || resp.Status != 200 || slowCalls.Load() != 2 {
+		t.Fatalf("an idempotent request after one timed-out attempt: %v, %d calls", err, slowCalls.Load())
+	}
+	slowCalls.Store(0)
+	if _, err := c.Do(context.Background(), Request{Op: "create", Method: http.MethodPost, Path: "/"}); err == nil || slowCalls.Load() != 1 {
+		t.Fatalf("a create that timed out was retried: %v, %d calls", err, slowCalls.Load())
+	}
+
 	// A cancelled context ends the retries at once.
 	srv, calls := scripted(t, nil, 503)
 	ctx, cancel := context.WithCancel(context.Background())
