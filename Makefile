@@ -8,7 +8,7 @@ MODULE      := $(shell go list -m)
 LDFLAGS     := -s -w -X $(MODULE)/backend.Version=$(VERSION)
 BIN_DIR     := bin
 PLUGIN_DIR  := $(BIN_DIR)/plugins
-GO_TEST_FLAGS ?= -race -count=1 -timeout 40m
+GO_TEST_FLAGS ?= -race -count=1 -timeout 40m -parallel 8
 
 .PHONY: build release vault test test-unit demo sandbox fmt fmtcheck vet clean
 
