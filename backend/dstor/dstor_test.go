@@ -335,7 +335,8 @@ func TestUpstreamFaults(t *testing.T) {
 			}},
 		{name: "dropped connection is retried", fault: sandbox.Fault{Drop: true, Times: 1}, calls: 2},
 		{name: "malformed body", fault: sandbox.Fault{Malformed: true}, calls: 1, wantErr: "not the JSON expected"},
-		{name: "latency past the client timeout", fault: sandbox.Fault{LatencyMS: 3000, Times: 1}, calls: 1, wantErr: "Client.Timeout"},
+		{name: "one attempt past the client timeout is retried", fault: sandbox.Fault{LatencyMS: 3000, Times: 1}, calls: 2},
+		{name: "latency past the client timeout throughout fails", fault: sandbox.Fault{LatencyMS: 3000}, calls: 4, wantErr: "Client.Timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -578,7 +578,8 @@ func TestUpstreamFaults(t *testing.T) {
 		{"429 asking for a long wait is reported at once", sandbox.Fault{Status: 429, RetryAfter: "3600"}, 1, "retry after 1h0m0s"},
 		{"dropped connection is retried", sandbox.Fault{Drop: true, Times: 1}, 2, ""},
 		{"malformed body", sandbox.Fault{Malformed: true, Times: 1}, 1, "not the JSON expected"},
-		{"latency past the client timeout", sandbox.Fault{LatencyMS: 3000, Times: 1}, 1, "Client.Timeout"},
+		{"one attempt past the client timeout is retried", sandbox.Fault{LatencyMS: 3000, Times: 1}, 2, ""},
+		{"latency past the client timeout throughout fails", sandbox.Fault{LatencyMS: 3000}, 4, "Client.Timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
