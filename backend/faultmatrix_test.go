@@ -59,20 +59,20 @@ const (
 	// fault is armed, and fmLatencyMS the injected delay that outlasts it.
 	// Setup and recovery run with fmNormalTimeout, so that CPU contention
 	// cannot fail an unfaulted request.
-	fmClientTimeout = 300 * time.Millisecond
-	fmLatencyMS     = 800
+	fmClientTimeout = time.Second
+	fmLatencyMS     = 2500
 	// fmRequestTimeout is the deadline of every request, as Vault puts one
 	// on each (max_request_duration, 90 s by default). It bounds the
 	// providers' own retry loops, and Katapult's wait for its next rate
 	// window, which without a deadline lasts until the next minute.
-	fmRequestTimeout = 5 * time.Second
+	fmRequestTimeout = 20 * time.Second
 	// fmNormalTimeout is the client timeout outside the latency faults.
 	fmNormalTimeout = 5 * time.Second
 	fmMaxTTL        = time.Hour
 	// fmConcurrentCells bounds the cells running at once over all providers,
 	// so that CPU contention on 2 cores does not push unfaulted requests past
-	// the 300 ms client timeout.
-	fmConcurrentCells = 16
+	// the 1 s client timeout.
+	fmConcurrentCells = 8
 
 	fmStorxEmail      = "dev@example.com"
 	fmStorxPassword   = "matrix-storx-developer-password"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -160,11 +161,23 @@ func (b *backend) secretCredentialRevoke(ctx context.Context, req *logical.Reque
 		return nil, fmt.Errorf("cannot revoke upstream: connection %q is now provider %s, but the credential was issued by %s; restore the connection, or drop the lease from Vault only with vault lease revoke -force -prefix <lease id>", lease.Connection, entry.Provider, lease.Provider)
 	}
 	if err := conn.Revoke(ctx, lease.Ref); err != nil {
-		b.Logger().Warn("upstream revoke failed; Vault will retry", "connection", lease.Connection, "role", lease.Role, "object", lease.Name, "lease_id", req.Secret.LeaseID, "error", err)
+		b.leaseLogger(req, lease).Warn("upstream revoke failed; Vault will retry", "error", err)
 		return nil, fmt.Errorf("revoke %s credential of role %q on connection %q: %w", lease.Provider, lease.Role, lease.Connection, err)
 	}
 	b.forgetInventory(ctx, req.Storage, lease.Connection, lease.Name)
-	b.Logger().Debug("revoked credential", "connection", lease.Connection, "provider", lease.Provider, "role", lease.Role, "object", lease.Name, "lease_id", req.Secret.LeaseID)
+	b.leaseLogger(req, lease).Debug("revoked credential")
 	b.sendEvent(ctx, eventCredsRevoke, "connection", lease.Connection, "provider", lease.Provider, "role", lease.Role, "object", lease.Name)
 	return nil, nil
+}
+
+// leaseLogger carries a lease's connection, provider, role and upstream
+// object. Vault 1.21 passes revokes an empty LeaseID, so the object name is
+// what ties a log line to the upstream (and to Vault's own lease log lines
+// by time); the lease id is added when Vault provides it.
+func (b *backend) leaseLogger(req *logical.Request, lease leaseInternal) hclog.Logger {
+	logger := b.Logger().With("connection", lease.Connection, "provider", lease.Provider, "role", lease.Role, "object", lease.Name)
+	if req.Secret != nil && req.Secret.LeaseID != "" {
+		logger = logger.With("lease_id", req.Secret.LeaseID)
+	}
+	return logger
 }
