@@ -10,7 +10,7 @@ BIN_DIR     := bin
 PLUGIN_DIR  := $(BIN_DIR)/plugins
 GO_TEST_FLAGS ?= -race -count=1 -timeout 40m -parallel 8
 
-.PHONY: build release vault test test-unit demo sandbox fmt fmtcheck vet clean
+.PHONY: build release vault test test-long test-unit demo sandbox fmt fmtcheck vet clean
 
 ## build: the plugin binary, with its version set by -ldflags
 build:
@@ -33,6 +33,10 @@ vault:
 test: fmtcheck vet
 	VAULT_BIN="$$(scripts/build-vault.sh)" PLUGIN_VERSION=$(VERSION) go test $(GO_TEST_FLAGS) ./...
 
+## test-long: crash and HA end-to-end tests (Vault SIGKILLed mid-issue; a 3-node Raft cluster losing its leader)
+test-long:
+	VAULT_BIN="$$(scripts/build-vault.sh)" PLUGIN_VERSION=$(VERSION) go test -tags long -count=1 -timeout 30m ./e2e/ -run 'Crash|HA'
+
 ## test-unit: tests that need no Vault binary
 test-unit:
 	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v /e2e)
@@ -54,6 +58,7 @@ fmtcheck:
 
 vet:
 	go vet ./...
+	go vet -tags long ./e2e/
 
 clean:
 	rm -rf $(BIN_DIR) dist

@@ -22,7 +22,9 @@ const maxLatency = 5 * time.Minute
 // Fault describes a misbehaviour to inject into matching upstream requests.
 //
 // Exactly one of Status, Drop and Malformed may be set; LatencyMS combines
-// with any of them (the sleep comes first) or stands alone.
+// with any of them (the sleep comes first) or stands alone. LatencyAfterMS
+// needs the real handler to run, so it stands alone or combines with
+// LatencyMS and Malformed, never with Status or Drop.
 type Fault struct {
 	// Method limits the fault to one HTTP method; empty matches any.
 	Method string `json:"method,omitempty"`
@@ -36,6 +38,11 @@ type Fault struct {
 	// LatencyMS delays the request this long; the delay ends early, and the
 	// request is abandoned unhandled, if the client goes away.
 	LatencyMS int `json:"latency_ms,omitempty"`
+	// LatencyAfterMS lets the real handler run (state changes happen),
+	// buffers its response, then waits this long before sending it: the
+	// upstream acted but the client hears nothing yet. If the client goes
+	// away during the wait, the response is abandoned; the changes stay.
+	LatencyAfterMS int `json:"latency_after_ms,omitempty"`
 	// Status answers with this status and the emulator's FaultBody instead of
 	// handling the request.
 	Status int `json:"status,omitempty"`
@@ -52,11 +59,17 @@ type Fault struct {
 // Validate reports why the fault cannot be injected, or nil.
 func (f Fault) Validate() error {
 	var problems []string
-	if f.Skip < 0 || f.Times < 0 || f.LatencyMS < 0 {
-		problems = append(problems, "skip, times and latency_ms must not be negative")
+	if f.Skip < 0 || f.Times < 0 || f.LatencyMS < 0 || f.LatencyAfterMS < 0 {
+		problems = append(problems, "skip, times, latency_ms and latency_after_ms must not be negative")
 	}
 	if time.Duration(f.LatencyMS)*time.Millisecond > maxLatency {
 		problems = append(problems, fmt.Sprintf("latency_ms must be at most %d", maxLatency.Milliseconds()))
+	}
+	if time.Duration(f.LatencyAfterMS)*time.Millisecond > maxLatency {
+		problems = append(problems, fmt.Sprintf("latency_after_ms must be at most %d", maxLatency.Milliseconds()))
+	}
+	if f.LatencyAfterMS > 0 && (f.Status != 0 || f.Drop) {
+		problems = append(problems, "latency_after_ms delays the handler's own response: it cannot combine with status or drop")
 	}
 	if f.Status != 0 && (f.Status < 400 || f.Status > 599) {
 		problems = append(problems, "status must be between 400 and 599")
@@ -64,8 +77,8 @@ func (f Fault) Validate() error {
 	if f.outcomes() > 1 {
 		problems = append(problems, "set at most one of status, drop and malformed")
 	}
-	if f.outcomes() == 0 && f.LatencyMS == 0 {
-		problems = append(problems, "set latency_ms, status, drop or malformed")
+	if f.outcomes() == 0 && f.LatencyMS == 0 && f.LatencyAfterMS == 0 {
+		problems = append(problems, "set latency_ms, latency_after_ms, status, drop or malformed")
 	}
 	if f.RetryAfter != "" && f.Status == 0 {
 		problems = append(problems, "retry_after needs status")
@@ -171,6 +184,10 @@ func inject(f Fault, emu Emulator, upstream http.Handler, w http.ResponseWriter,
 			panic(http.ErrAbortHandler)
 		}
 	}
+	if f.LatencyAfterMS > 0 {
+		serveDelayed(f, w, r, upstream)
+		return
+	}
 	switch {
 	case f.Drop:
 		dropConnection(w)
@@ -242,6 +259,32 @@ func serveMalformed(w http.ResponseWriter, r *http.Request, upstream http.Handle
 	w.WriteHeader(rec.status)
 	if bodyAllowed(rec.status) {
 		_, _ = w.Write(truncate(rec.body.Bytes()))
+	}
+}
+
+// serveDelayed runs the real handler (corrupting its body if f.Malformed)
+// into a buffer, waits f.LatencyAfterMS, then sends what it buffered. If the
+// client goes away or the server closes during the wait, nothing is sent,
+// but whatever the handler changed stays changed.
+func serveDelayed(f Fault, w http.ResponseWriter, r *http.Request, upstream http.Handler) {
+	// As for LatencyMS: with the body read, net/http notices a client
+	// hanging up during the wait and cancels the request's context.
+	bufferBody(r)
+	rec := &bufferedResponse{header: http.Header{}, status: http.StatusOK}
+	if f.Malformed {
+		serveMalformed(rec, r, upstream)
+	} else {
+		upstream.ServeHTTP(rec, r)
+	}
+	if !sleep(r.Context(), time.Duration(f.LatencyAfterMS)*time.Millisecond) {
+		panic(http.ErrAbortHandler)
+	}
+	for k, v := range rec.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.status)
+	if bodyAllowed(rec.status) {
+		_, _ = w.Write(rec.body.Bytes())
 	}
 }
 
