@@ -47,7 +47,7 @@ func (b *backend) pathConfig() []*framework.Path {
 			Pattern:      "config/?$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "connections"},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: b.pathConfigList, Summary: "List connection names."},
+				logical.ListOperation: &framework.PathOperation{Callback: listUnder(configStoragePrefix), Summary: "List connection names."},
 			},
 			HelpSynopsis:    "List the configured connections.",
 			HelpDescription: "Lists the names of every connection written to config/NAME.",
@@ -56,7 +56,7 @@ func (b *backend) pathConfig() []*framework.Path {
 			Pattern:        "config/" + framework.MatchAllRegex(fieldName),
 			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "connection"},
 			Fields:         fields,
-			ExistenceCheck: b.pathConfigExists,
+			ExistenceCheck: existsUnder(configStoragePrefix),
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.CreateOperation: writeOperation(b.pathConfigWrite, "Create a connection."),
 				logical.UpdateOperation: writeOperation(b.pathConfigWrite, "Update a connection; omitted fields keep their values."),
@@ -98,21 +98,28 @@ func writeOperation(cb framework.OperationFunc, summary string) *framework.PathO
 	}
 }
 
-func (b *backend) pathConfigExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
-	name := d.Get(fieldName).(string)
-	if validateName("connection", name) != nil {
-		return false, nil
+// existsUnder is the ExistenceCheck of a path storing NAME under prefix. An
+// invalid name does not exist; the write handler then says what is wrong.
+func existsUnder(prefix string) framework.ExistenceFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
+		name := d.Get(fieldName).(string)
+		if !namePattern.MatchString(name) {
+			return false, nil
+		}
+		entry, err := req.Storage.Get(ctx, prefix+name)
+		return entry != nil, err
 	}
-	entry, err := getConnection(ctx, req.Storage, name)
-	return entry != nil, err
 }
 
-func (b *backend) pathConfigList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	names, err := req.Storage.List(ctx, configStoragePrefix)
-	if err != nil {
-		return nil, err
+// listUnder lists the names stored under prefix.
+func listUnder(prefix string) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+		names, err := req.Storage.List(ctx, prefix)
+		if err != nil {
+			return nil, err
+		}
+		return logical.ListResponse(names), nil
 	}
-	return logical.ListResponse(names), nil
 }
 
 func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

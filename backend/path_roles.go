@@ -65,7 +65,7 @@ func (b *backend) pathRoles() []*framework.Path {
 			Pattern:      "roles/?$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "roles"},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: b.pathRolesList, Summary: "List role names."},
+				logical.ListOperation: &framework.PathOperation{Callback: listUnder(roleStoragePrefix), Summary: "List role names."},
 			},
 			HelpSynopsis:    "List the roles.",
 			HelpDescription: "Lists the names of every role written to roles/NAME.",
@@ -74,7 +74,7 @@ func (b *backend) pathRoles() []*framework.Path {
 			Pattern:        "roles/" + framework.MatchAllRegex(fieldName),
 			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "role"},
 			Fields:         fields,
-			ExistenceCheck: b.pathRoleExists,
+			ExistenceCheck: existsUnder(roleStoragePrefix),
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.CreateOperation: writeOperation(b.pathRoleWrite, "Create a role."),
 				logical.UpdateOperation: writeOperation(b.pathRoleWrite, "Update a role; omitted fields keep their values."),
@@ -87,23 +87,6 @@ that connection's provider. Deleting a role does not revoke its leases, and
 they stay revocable: everything revoke needs is kept in each lease.`,
 		},
 	}
-}
-
-func (b *backend) pathRoleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
-	name := d.Get(fieldName).(string)
-	if validateName("role", name) != nil {
-		return false, nil
-	}
-	role, err := getRole(ctx, req.Storage, name)
-	return role != nil, err
-}
-
-func (b *backend) pathRolesList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	names, err := req.Storage.List(ctx, roleStoragePrefix)
-	if err != nil {
-		return nil, err
-	}
-	return logical.ListResponse(names), nil
 }
 
 func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

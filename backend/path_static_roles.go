@@ -66,7 +66,7 @@ func (b *backend) pathStaticRoles() []*framework.Path {
 			Pattern:      "static-roles/?$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "static-roles"},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: b.pathStaticRolesList, Summary: "List static role names."},
+				logical.ListOperation: &framework.PathOperation{Callback: listUnder(staticRoleStoragePrefix), Summary: "List static role names."},
 			},
 			HelpSynopsis:    "List the static roles.",
 			HelpDescription: "Lists the names of every static role written to static-roles/NAME.",
@@ -81,7 +81,7 @@ func (b *backend) pathStaticRoles() []*framework.Path {
 					Description: "(katapult) Id (objkey_…) of an existing object-storage access key. Binding it regenerates its S3 secret at once, since an existing secret cannot be read back."},
 				fieldRotationPeriod: {Type: framework.TypeDurationSecond, Description: "How often the secret is regenerated; 1m or more. Required at create."},
 			},
-			ExistenceCheck: b.pathStaticRoleExists,
+			ExistenceCheck: existsUnder(staticRoleStoragePrefix),
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.CreateOperation: writeOperation(b.pathStaticRoleWrite, "Bind an existing upstream credential."),
 				logical.UpdateOperation: writeOperation(b.pathStaticRoleWrite, "Update a static role."),
@@ -95,23 +95,6 @@ current secret, rotate-role/NAME regenerates it now. Deleting the static role
 leaves the credential upstream untouched.`,
 		},
 	}
-}
-
-func (b *backend) pathStaticRoleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
-	name := d.Get(fieldName).(string)
-	if validateName("static role", name) != nil {
-		return false, nil
-	}
-	role, err := getStaticRole(ctx, req.Storage, name)
-	return role != nil, err
-}
-
-func (b *backend) pathStaticRolesList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	names, err := req.Storage.List(ctx, staticRoleStoragePrefix)
-	if err != nil {
-		return nil, err
-	}
-	return logical.ListResponse(names), nil
 }
 
 func (b *backend) pathStaticRoleRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

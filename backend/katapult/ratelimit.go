@@ -16,7 +16,7 @@ import (
 // them to run the minute-long waits Katapult asks for in no time.
 var (
 	timeNow = time.Now
-	sleep   = sleepContext
+	sleep   = provider.Sleep
 )
 
 // rateWindow is Katapult's rate limit window: X-Ratelimit-Remaining resets
@@ -138,15 +138,4 @@ func (b *rateBudget) wait(ctx context.Context, op string) error {
 		return &provider.UpstreamError{Provider: Name, Op: op, Err: err}
 	}
 	return nil
-}
-
-func sleepContext(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
