@@ -10,7 +10,7 @@ BIN_DIR     := bin
 PLUGIN_DIR  := $(BIN_DIR)/plugins
 GO_TEST_FLAGS ?= -race -count=1 -timeout 40m -parallel 8
 
-.PHONY: build release vault test test-long test-unit demo sandbox fmt fmtcheck vet clean
+.PHONY: build release vault test test-long test-unit bench demo sandbox fmt fmtcheck vet clean
 
 ## build: the plugin binary, with its version set by -ldflags
 build:
@@ -40,6 +40,10 @@ test-long:
 ## test-unit: tests that need no Vault binary
 test-unit:
 	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v /e2e)
+
+## bench: cost per credential against the floors, through a real Vault and the sandbox; rewrites docs/benchmarks.md
+bench: build
+	VAULT_BIN="$$(scripts/build-vault.sh)" PLUGIN_VERSION=$(VERSION) go run ./bench/cmd/bench
 
 ## demo: Vault + sandbox on loopback; issue, renew and revoke a credential of each provider
 demo: build

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// The -compare build is registered as a second version of the plugin, so
+// both run side by side in one Vault, each in its own plugin process.
+const (
+	compareVersion = "v0.1.1-compare"
+	compareFile    = pluginName + "-compare"
+	comparePrefix  = "cmp-"
+)
+
+// compareMounts are the mounts of the -compare build.
+var compareMounts = []string{comparePrefix + "storyden", comparePrefix + "dstor", comparePrefix + "storable", comparePrefix + "revoke-async", comparePrefix + "revoke-sync"}
+
+// compareResult is this tree's plugin measured side by side with the plugin
+// built from another source tree (an engine change, before and after).
+type compareResult struct {
+	dir        string
+	latency    breakdownResult
+	throughput []pairResult
+	revokes    []revokeResult // this tree, then the compare tree, per mode
+}
+
+// pairResult is two paths read in alternating slices by the same clients.
+type pairResult struct {
+	provider string
+	clients  int
+	ops      [2]int
+	elapsed  [2]time.Duration
+	// cpu is the CPU time of every process (vault, both plugins, the bench)
+	// during each side's slices.
+	cpu [2]time.Duration
+}
+
+func (r pairResult) rate(i int) float64 { return float64(r.ops[i]) / r.elapsed[i].Seconds() }
+
+func (r pairResult) cpuPerOp(i int) time.Duration { return per(r.cpu[i], r.ops[i]) }
+
+// runCompare builds the plugin from dir, registers it as compareVersion
+// beside this tree's, and measures both side by side: latency in one
+// rotating loop, throughput at 8 clients in alternating slices, and the
+// mass revokes back to back.
+func runCompare(ctx context.Context, o options, v *vaultServer, root, tmp string, emus *emulators, this []*target, res *compareResult) error {
+	logf("compare: building the plugin from %s", o.compare)
+	bin, err := buildPlugin(ctx, o.compare, filepath.Join(tmp, "plugins"), compareFile, compareVersion)
+	if err != nil {
+		return err
+	}
+	if err := v.register(ctx, root, bin, compareVersion, compareMounts...); err != nil {
+		return err
+	}
+	c := v.client
+	var other []*target
+	for _, b := range []func(*api.Client, *emulators, string) (*target, error){
+		func(c *api.Client, e *emulators, m string) (*target, error) { return newStoryden(c, e, m, nil) },
+		newDstor, newStorable,
+	} {
+		name := compareMounts[len(other)]
+		t, err := b(c, emus, name)
+		if err != nil {
+			return err
+		}
+		other = append(other, t)
+	}
+	byName := map[string]*target{}
+	for _, t := range this {
+		byName[t.name] = t
+	}
+	pluginB, err := v.pluginPIDOf(compareFile)
+	if err != nil {
+		return err
+	}
+	pluginA, err := v.pluginPID()
+	if err != nil {
+		return err
+	}
+
+	logf("compare: latency, %d rounds", o.reads)
+	steps := []breakdownStep{{label: "KV v2 read", path: kvPath},
+		{label: "this tree: storable/roles/app", path: "storable/roles/app"}, {label: "compare tree: storable/roles/app", path: comparePrefix + "storable/roles/app"}}
+	for _, t := range other {
+		a := byName[t.name]
+		steps = append(steps, breakdownStep{label: "this tree: " + a.path, path: a.path}, breakdownStep{label: "compare tree: " + t.path, path: t.path})
+	}
+	if res.latency, err = measureBreakdown(ctx, c, steps, o.warm, o.reads); err != nil {
+		return err
+	}
+
+	for _, t := range other {
+		logf("compare: throughput of %s, 8 clients", t.name)
+		r := pairResult{provider: t.name, clients: 8}
+		paths := [2]string{byName[t.name].path, t.path}
+		for round := 0; round < o.rounds; round++ {
+			for k := 0; k < 2; k++ {
+				i := (k + round) % 2
+				before := totalCPU(v.cmd.Process.Pid, pluginA, pluginB)
+				ops, _, first, elapsed := burst(ctx, c, paths[i], 8, o.slice, 20000)
+				if first != nil {
+					return fmt.Errorf("%s: %w", paths[i], first)
+				}
+				r.cpu[i] += totalCPU(v.cmd.Process.Pid, pluginA, pluginB) - before
+				r.ops[i] += ops
+				r.elapsed[i] += elapsed
+			}
+		}
+		res.throughput = append(res.throughput, r)
+	}
+
+	for _, mode := range []string{"async", "sync"} {
+		mounts := []string{"revoke-" + mode, comparePrefix + "revoke-" + mode}
+		for i, mount := range mounts {
+			logf("compare: mass revoke (%s) on %s", mode, mount)
+			r, err := massRevoke(ctx, v, emus, mount, mode, o.revokeLeases, o.revokeRate, o.revokeBurst, o.revokeLimit)
+			if err != nil {
+				return err
+			}
+			r.mode = []string{"this tree, ", "compare tree, "}[i] + mode
+			res.revokes = append(res.revokes, r)
+		}
+	}
+	return nil
+}
+
+func totalCPU(pids ...int) time.Duration {
+	total := cpuTime(0)
+	for _, pid := range pids {
+		total += cpuTime(pid)
+	}
+	return total
+}
+
+func compareMarkdown(res *compareResult, o options) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("### Before/after: this tree against `-compare %s`\n\n", res.dir)
+	w("Both plugins run in the same Vault (the compare build registered as %s, each version in its own plugin process) and are read in one rotating loop (%d rounds); ratio = compare tree / this tree.\n\n", compareVersion, o.reads)
+	w("| read | this tree p50 | compare tree p50 | **compare / this, p50** | this tree p99 | compare tree p99 | compare / this, p99 | this / KV p50 | compare / KV p50 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	steps := res.latency.steps
+	if len(steps) > 0 {
+		kv := percentile(steps[0].durations, 50)
+		for i := 1; i+1 < len(steps); i += 2 {
+			a, c := steps[i], steps[i+1]
+			a50, c50, a99, c99 := percentile(a.durations, 50), percentile(c.durations, 50), percentile(a.durations, 99), percentile(c.durations, 99)
+			w("| `%s` | %s | %s | **%.2f** | %s | %s | %.2f | %.2f | %.2f |\n", strings.TrimPrefix(a.label, "this tree: "), ms(a50), ms(c50), ratio(c50, a50),
+				ms(a99), ms(c99), ratio(c99, a99), ratio(a50, kv), ratio(c50, kv))
+		}
+	}
+	w("\n| creds, 8 clients | this tree creds/s | compare tree creds/s | **compare / this** | CPU per credential, this tree (all processes) | compare tree | **compare / this** |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range res.throughput {
+		w("| %s | %.0f | %.0f | **%.2f** | %s | %s | **%.2f** |\n", r.provider, r.rate(0), r.rate(1), r.rate(1)/r.rate(0),
+			us(r.cpuPerOp(0)), us(r.cpuPerOp(1)), ratio(r.cpuPerOp(1), r.cpuPerOp(0)))
+	}
+	w("\n| mass revoke | leases | floor | time | **time / floor** | DELETE attempts | answered 429 | revokes Vault had to retry | orphans |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range res.revokes {
+		t := r.elapsed.Round(10 * time.Millisecond).String()
+		if !r.finished {
+			t = "> " + t + " (gave up)"
+		}
+		w("| %s | %d | %s | %s | **%.2f** | %d | %d | %d | %d |\n", r.mode, r.leases, r.floor.Round(10*time.Millisecond), t, ratio(r.elapsed, r.floor),
+			r.deletes, r.refused, r.vaultRetries, r.orphans)
+	}
+	w("\n")
+	return b.String()
+}
