@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -173,6 +174,8 @@ func startVault(bin, dir string) (*vaultServer, error) {
 	v.cmd = exec.Command(bin, "server", "-dev", "-dev-root-token-id="+v.token,
 		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port), "-config="+config, "-log-level=trace")
 	v.cmd.Stdout, v.cmd.Stderr = logFile, logFile
+	// Its own process group, so stop can end the plugin processes too.
+	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := v.cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -197,11 +200,24 @@ func (v *vaultServer) waitReady(limit time.Duration) error {
 	return fmt.Errorf("vault did not become ready within %s", limit)
 }
 
+// stop asks Vault to shut down (it stops its plugin processes), and kills
+// the whole process group if it has not exited within ten seconds.
 func (v *vaultServer) stop() {
-	if v.cmd != nil && v.cmd.Process != nil {
-		_ = v.cmd.Process.Kill()
-		_, _ = v.cmd.Process.Wait()
+	if v.cmd == nil || v.cmd.Process == nil {
+		return
 	}
+	_ = v.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		_, _ = v.cmd.Process.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+	}
+	_ = syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
+	<-done
 }
 
 func (v *vaultServer) env() []string {
