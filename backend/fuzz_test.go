@@ -377,7 +377,6 @@ func FuzzConfigWrite(f *testing.F) {
 		name = fuzzPathSegment(name, "forum")
 		p, known := e.b.providers.get(providerName)
 		raw := []string{v0, v1, v2, v3}
-		var secrets, public []string
 		build := func(rot bool) map[string]any {
 			data := map[string]any{"provider": providerName, "verify_connection": false}
 			if baseURLSet {
@@ -397,14 +396,8 @@ func FuzzConfigWrite(f *testing.F) {
 					continue
 				}
 				v := raw[i]
-				if f.Secret {
-					if rot {
-						v = fuzzRot(v)
-					} else {
-						secrets = append(secrets, strings.TrimSpace(v))
-					}
-				} else if !rot {
-					public = append(public, v)
+				if f.Secret && rot {
+					v = fuzzRot(v)
 				}
 				kind := uint8(0)
 				if (kinds>>i)&1 == 1 {
@@ -430,7 +423,7 @@ func FuzzConfigWrite(f *testing.F) {
 			return storage, ""
 		}
 		storage, msg := write(false)
-		_, msgRot := write(true)
+		storageRot, msgRot := write(true)
 		if msg != msgRot {
 			if strings.HasPrefix(msg, "Field validation failed") {
 				knownBug(t, "a secret field given a value of the wrong type is refused by the SDK's schema check, whose message quotes the secret: %s", msg)
@@ -453,19 +446,20 @@ func FuzzConfigWrite(f *testing.F) {
 		if _, err := p.Connect(provider.ConnectionConfig{Name: name, BaseURL: entry.BaseURL, Values: entry.Values}); err != nil {
 			t.Fatalf("the stored connection does not connect: %v", err)
 		}
-		resp, err := e.do(storage, logical.ReadOperation, "config/"+name, nil)
-		if err != nil || resp == nil {
-			t.Fatalf("read back: %v", err)
+		// A read must not depend on the secret values: the same write with
+		// other secrets reads back the same, but for the random tag and the
+		// next scheduled rotation, which follows the clock.
+		read := func(s logical.Storage) map[string]any {
+			resp, err := e.do(s, logical.ReadOperation, "config/"+name, nil)
+			if err != nil || resp == nil {
+				t.Fatalf("read back: %v", err)
+			}
+			delete(resp.Data, "object_name_tag")
+			delete(resp.Data, "next_vault_rotation")
+			return resp.Data
 		}
-		shown, _ := json.Marshal(resp.Data)
-		for _, s := range secrets {
-			if len(s) < 4 || slices.ContainsFunc(public, func(v string) bool { return strings.Contains(v, s) }) ||
-				strings.Contains(name+providerName+baseURL+allowedRoles+entry.Tag, s) {
-				continue
-			}
-			if strings.Contains(string(shown), s) {
-				t.Fatalf("reading the connection shows a secret: %s", shown)
-			}
+		if shown, shownRot := read(storage), read(storageRot); !reflect.DeepEqual(shown, shownRot) {
+			t.Fatalf("reading the connection shows a secret:\n%v\n%v", shown, shownRot)
 		}
 	})
 }
