@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -18,6 +17,8 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 // Fuzz targets for the engine's own field checks: names, base_url, field
@@ -25,35 +26,6 @@ import (
 // the seeds and testdata/fuzz; run one target for longer with
 //
 //	go test -run '^$' -fuzz '^FuzzNormalizeBaseURL$' -fuzztime 60s ./backend/
-
-// knownBug skips an input that hits a bug already reported, so that `go
-// test` stays green and a fuzzing run goes on looking for others. With
-// FUZZ_KNOWN_BUGS=fail it fails instead, to show the bug.
-func knownBug(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("FUZZ_KNOWN_BUGS") == "fail" {
-		t.Fatalf("known bug: "+format, args...)
-	}
-	t.Skipf("known bug: "+format, args...)
-}
-
-// fuzzRot changes every ASCII letter and digit of s and nothing else, so
-// that a secret and its rotation pass or fail every check the same way:
-// length, emptiness, spaces, control characters and punctuation survive.
-func fuzzRot(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		switch {
-		case c >= 'a' && c <= 'z':
-			b[i] = 'a' + (c-'a'+13)%26
-		case c >= 'A' && c <= 'Z':
-			b[i] = 'A' + (c-'A'+13)%26
-		case c >= '0' && c <= '9':
-			b[i] = '0' + (c-'0'+5)%10
-		}
-	}
-	return string(b)
-}
 
 // isWordByte is \w in Go's regexp: ASCII letters, digits and '_'.
 func isWordByte(c byte) bool {
@@ -141,7 +113,7 @@ func FuzzNormalizeBaseURL(f *testing.F) {
 			if perr == nil {
 				q, h = full.RawQuery, full.Fragment
 			}
-			knownBug(t, "normalizeBaseURL accepts %q as %q, but requests to %q go to host %q, path %q, query %v, fragment %v",
+			testutil.KnownBug(t, "normalizeBaseURL accepts %q as %q, but requests to %q go to host %q, path %q, query %v, fragment %v",
 				raw, got, got+apiPath, full.Host, full.EscapedPath(), q, h)
 		}
 	})
@@ -262,7 +234,7 @@ func FuzzApplyFields(f *testing.F) {
 				}
 				v := raw[i]
 				if rot && f.Secret {
-					v = fuzzRot(v)
+					v = testutil.Rot(v)
 				}
 				kind := uint8(0)
 				if (kinds>>i)&1 == 1 {
@@ -397,7 +369,7 @@ func FuzzConfigWrite(f *testing.F) {
 				}
 				v := raw[i]
 				if f.Secret && rot {
-					v = fuzzRot(v)
+					v = testutil.Rot(v)
 				}
 				kind := uint8(0)
 				if (kinds>>i)&1 == 1 {
@@ -426,7 +398,7 @@ func FuzzConfigWrite(f *testing.F) {
 		storageRot, msgRot := write(true)
 		if msg != msgRot {
 			if strings.HasPrefix(msg, "Field validation failed") {
-				knownBug(t, "a secret field given a value of the wrong type is refused by the SDK's schema check, whose message quotes the secret: %s", msg)
+				testutil.KnownBug(t, "a secret field given a value of the wrong type is refused by the SDK's schema check, whose message quotes the secret: %s", msg)
 			}
 			t.Fatalf("the answer depends on a secret value:\n%s\n%s", msg, msgRot)
 		}

@@ -8,13 +8,14 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 	"unicode"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 // Fuzz targets for dStor's response parsers (error bodies, the token
@@ -22,42 +23,6 @@ import (
 // seeds and testdata/fuzz; run one target for longer with
 //
 //	go test -run '^$' -fuzz '^FuzzReadClaims$' -fuzztime 60s ./backend/dstor/
-
-// knownBug skips an input that hits a bug already reported, so that `go
-// test` stays green and a fuzzing run goes on looking for others. With
-// FUZZ_KNOWN_BUGS=fail it fails instead, to show the bug.
-func knownBug(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("FUZZ_KNOWN_BUGS") == "fail" {
-		t.Fatalf("known bug: "+format, args...)
-	}
-	t.Skipf("known bug: "+format, args...)
-}
-
-// fuzzMaxText is the longest message an error parser may return:
-// provider.CleanMessage's cap and its ellipsis.
-const fuzzMaxText = 300 + len("…")
-
-func fuzzCleanText(s string) bool {
-	return len(s) <= fuzzMaxText && !strings.ContainsFunc(s, func(r rune) bool { return r != ' ' && unicode.IsSpace(r) })
-}
-
-// fuzzRot changes every ASCII letter and digit of s and nothing else, so a
-// secret and its rotation pass or fail every check the same way.
-func fuzzRot(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		switch {
-		case c >= 'a' && c <= 'z':
-			b[i] = 'a' + (c-'a'+13)%26
-		case c >= 'A' && c <= 'Z':
-			b[i] = 'A' + (c-'A'+13)%26
-		case c >= '0' && c <= '9':
-			b[i] = '0' + (c-'0'+5)%10
-		}
-	}
-	return string(b)
-}
 
 // fuzzJWT builds a token with the given payload the way dStor's look:
 // base64url without padding, an HS256 header and an opaque signature.
@@ -94,7 +59,7 @@ func FuzzUpstreamError(f *testing.F) {
 		if ue.Provider != Name || ue.Status != status || ue.Code != "" {
 			t.Fatalf("got %#v", ue)
 		}
-		if !fuzzCleanText(ue.Message) {
+		if !testutil.CleanText(ue.Message) {
 			t.Fatalf("message of %d bytes or on several lines: %q", len(ue.Message), ue.Message)
 		}
 		rejected := status == http.StatusUnauthorized || status == http.StatusForbidden
@@ -119,7 +84,7 @@ func FuzzUpstreamError(f *testing.F) {
 			}
 		}
 		if ue.RetryAfter < 0 {
-			knownBug(t, "a 429 with Retry-After %q reads as a negative wait %s (provider.RetryAfter overflow)", retryAfter, ue.RetryAfter)
+			testutil.KnownBug(t, "a 429 with Retry-After %q reads as a negative wait %s (provider.RetryAfter overflow)", retryAfter, ue.RetryAfter)
 		}
 	})
 }
@@ -202,7 +167,7 @@ func FuzzConnect(f *testing.F) {
 			_, err := Provider{}.Connect(provider.ConnectionConfig{Name: "d", BaseURL: Provider{}.DefaultBaseURL(), Values: provider.Values{fieldAPIKey: key}})
 			return err
 		}
-		err, errRot := connect(key), connect(fuzzRot(key))
+		err, errRot := connect(key), connect(testutil.Rot(key))
 		if (err == nil) != (errRot == nil) || (err != nil && err.Error() != errRot.Error()) {
 			t.Fatalf("the outcome depends on the key: %v / %v", err, errRot)
 		}

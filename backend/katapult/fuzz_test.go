@@ -7,15 +7,15 @@ import (
 	"io"
 	"math/big"
 	"net/http"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-	"unicode"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 // Fuzz targets for Katapult's response parsers (wrapped and top-level error
@@ -24,42 +24,6 @@ import (
 // target for longer with
 //
 //	go test -run '^$' -fuzz '^FuzzParseError$' -fuzztime 60s ./backend/katapult/
-
-// knownBug skips an input that hits a bug already reported, so that `go
-// test` stays green and a fuzzing run goes on looking for others. With
-// FUZZ_KNOWN_BUGS=fail it fails instead, to show the bug.
-func knownBug(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("FUZZ_KNOWN_BUGS") == "fail" {
-		t.Fatalf("known bug: "+format, args...)
-	}
-	t.Skipf("known bug: "+format, args...)
-}
-
-// fuzzMaxText is the longest message an error parser may return:
-// provider.CleanMessage's cap and its ellipsis.
-const fuzzMaxText = 300 + len("…")
-
-func fuzzCleanText(s string) bool {
-	return len(s) <= fuzzMaxText && !strings.ContainsFunc(s, func(r rune) bool { return r != ' ' && unicode.IsSpace(r) })
-}
-
-// fuzzRot changes every ASCII letter and digit of s and nothing else, so a
-// secret and its rotation pass or fail every check the same way.
-func fuzzRot(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		switch {
-		case c >= 'a' && c <= 'z':
-			b[i] = 'a' + (c-'a'+13)%26
-		case c >= 'A' && c <= 'Z':
-			b[i] = 'A' + (c-'A'+13)%26
-		case c >= '0' && c <= '9':
-			b[i] = '0' + (c-'0'+5)%10
-		}
-	}
-	return string(b)
-}
 
 // Wire shapes from shared/reference/upstream-apis.md section 3.
 var fuzzErrorBodies = []string{
@@ -89,7 +53,7 @@ func FuzzParseError(f *testing.F) {
 	f.Add([]byte(""), "task_queueing_error", "queued", "", "queue full")
 	f.Fuzz(func(t *testing.T, body []byte, code, description, detailErrors, details string) {
 		e := parseError(body)
-		if !fuzzCleanText(e.message()) {
+		if !testutil.CleanText(e.message()) {
 			t.Fatalf("message of %d bytes or on several lines: %q", len(e.message()), e.message())
 		}
 		if e.Code == "" && (e.Description != "" || e.Detail != nil) {
@@ -155,17 +119,17 @@ func FuzzUpstreamError(f *testing.F) {
 		if errors.Is(ue, provider.ErrRootRejected) != rootRejectedCodes[ue.Code] {
 			t.Fatalf("code %q: root rejected %t", ue.Code, errors.Is(ue, provider.ErrRootRejected))
 		}
-		if !fuzzCleanText(ue.Message) {
+		if !testutil.CleanText(ue.Message) {
 			t.Fatalf("message of %d bytes or on several lines: %q", len(ue.Message), ue.Message)
 		}
 		if ue.RetryAfter != 0 && status != http.StatusTooManyRequests {
 			t.Fatalf("a %d carries a wait of %s", status, ue.RetryAfter)
 		}
 		if ue.RetryAfter < 0 {
-			knownBug(t, "a 429 with Retry-After %q reads as a negative wait %s (provider.RetryAfter overflow)", retryAfter, ue.RetryAfter)
+			testutil.KnownBug(t, "a 429 with Retry-After %q reads as a negative wait %s (provider.RetryAfter overflow)", retryAfter, ue.RetryAfter)
 		}
-		if !fuzzCleanText(ue.Code) {
-			knownBug(t, "the upstream's error code is used unbounded and uncleaned (%d bytes): %.60q", len(ue.Code), ue.Code)
+		if !testutil.CleanText(ue.Code) {
+			testutil.KnownBug(t, "the upstream's error code is used unbounded and uncleaned (%d bytes): %.60q", len(ue.Code), ue.Code)
 		}
 	})
 }
@@ -209,7 +173,7 @@ func FuzzRateLimitHeaders(f *testing.F) {
 			low = new(big.Int).Mul(r, big.NewInt(lowBudgetDivisor)).Cmp(p) < 0
 		}
 		if budgetLow(h) != low {
-			knownBug(t, "budgetLow(permitted %q, remaining %q) = %t: remaining*20 overflows", permitted, remaining, budgetLow(h))
+			testutil.KnownBug(t, "budgetLow(permitted %q, remaining %q) = %t: remaining*20 overflows", permitted, remaining, budgetLow(h))
 		}
 		limited := status == http.StatusTooManyRequests
 		if !limited && !low {
@@ -225,7 +189,7 @@ func FuzzRateLimitHeaders(f *testing.F) {
 		pause := b.pause()
 		asked := provider.RetryAfter(h, server)
 		if asked < 0 {
-			knownBug(t, "Retry-After %q reads as a negative wait %s, so the budget is not paused (provider.RetryAfter overflow)", retryAfter, asked)
+			testutil.KnownBug(t, "Retry-After %q reads as a negative wait %s, so the budget is not paused (provider.RetryAfter overflow)", retryAfter, asked)
 		}
 		switch {
 		case asked > 0 && pause != asked:
@@ -264,7 +228,7 @@ func FuzzConnect(f *testing.F) {
 				fieldAPIToken: token, fieldOrganization: org, fieldRegion: region, fieldAPITokenID: tokenID}})
 		}
 		conn, err := connect(token)
-		_, errRot := connect(fuzzRot(token))
+		_, errRot := connect(testutil.Rot(token))
 		if (err == nil) != (errRot == nil) || (err != nil && err.Error() != errRot.Error()) {
 			t.Fatalf("the outcome depends on the token: %v / %v", err, errRot)
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"math"
 	"net/http"
-	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -14,6 +13,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 // Fuzz targets for the parsing and validation helpers every provider uses.
@@ -21,17 +22,6 @@ import (
 // target for longer with
 //
 //	go test -run '^$' -fuzz '^FuzzCleanMessage$' -fuzztime 60s ./backend/provider/
-
-// knownBug skips an input that hits a bug already reported, so that `go
-// test` stays green and a fuzzing run goes on looking for others. With
-// FUZZ_KNOWN_BUGS=fail it fails instead, to show the bug.
-func knownBug(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("FUZZ_KNOWN_BUGS") == "fail" {
-		t.Fatalf("known bug: "+format, args...)
-	}
-	t.Skipf("known bug: "+format, args...)
-}
 
 // maxCleanLen is the longest text CleanMessage may return: the cap plus the
 // ellipsis that marks a cut.
@@ -75,7 +65,7 @@ func FuzzCleanMessage(f *testing.F) {
 			t.Fatalf("a long message is not cut with an ellipsis: %q", out)
 		}
 		if utf8.ValidString(in) && !utf8.ValidString(out) {
-			knownBug(t, "CleanMessage cuts at byte %d, inside a multi-byte character, and returns invalid UTF-8: %q", maxMessageLen, out[max(0, len(out)-8):])
+			testutil.KnownBug(t, "CleanMessage cuts at byte %d, inside a multi-byte character, and returns invalid UTF-8: %q", maxMessageLen, out[max(0, len(out)-8):])
 		}
 	})
 }
@@ -111,7 +101,7 @@ func FuzzRetryAfter(f *testing.F) {
 			if got == 0 || got >= time.Duration(maxSecs)*time.Second {
 				return
 			}
-			knownBug(t, "Retry-After %q overflows time.Duration and reads as %s", value, got)
+			testutil.KnownBug(t, "Retry-After %q overflows time.Duration and reads as %s", value, got)
 		}
 		if got < 0 {
 			t.Fatalf("Retry-After %q read as %s: negative", value, got)
@@ -200,7 +190,7 @@ func FuzzFieldNormalize(f *testing.F) {
 			}
 			if num, ok := raw.(json.Number); ok && field.Type == TypeInt {
 				if _, convErr := num.Int64(); convErr == nil {
-					knownBug(t, "(latent, no provider declares a TypeInt field) Normalize refuses json.Number %q, the form Vault gives a plugin for every JSON number", num)
+					testutil.KnownBug(t, "(latent, no provider declares a TypeInt field) Normalize refuses json.Number %q, the form Vault gives a plugin for every JSON number", num)
 				}
 			}
 			return
@@ -225,7 +215,7 @@ func FuzzFieldNormalize(f *testing.F) {
 		}
 		stored, err := field.Normalize(decoded)
 		if _, isNumber := decoded.(json.Number); isNumber && err != nil {
-			knownBug(t, "(latent, no provider declares a TypeInt field) the stored form %s of an int field does not normalize: %v", encoded, err)
+			testutil.KnownBug(t, "(latent, no provider declares a TypeInt field) the stored form %s of an int field does not normalize: %v", encoded, err)
 		}
 		if err != nil || !reflect.DeepEqual(stored, out) {
 			t.Fatalf("the stored form %s normalizes to %#v, %v; want %#v", encoded, stored, err, out)

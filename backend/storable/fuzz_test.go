@@ -9,7 +9,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,6 +16,8 @@ import (
 	"unicode"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 // Fuzz targets for Storable's response parsers (API Gateway error bodies
@@ -25,42 +26,6 @@ import (
 // the seeds and testdata/fuzz; run one target for longer with
 //
 //	go test -run '^$' -fuzz '^FuzzNewToken$' -fuzztime 60s ./backend/storable/
-
-// knownBug skips an input that hits a bug already reported, so that `go
-// test` stays green and a fuzzing run goes on looking for others. With
-// FUZZ_KNOWN_BUGS=fail it fails instead, to show the bug.
-func knownBug(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("FUZZ_KNOWN_BUGS") == "fail" {
-		t.Fatalf("known bug: "+format, args...)
-	}
-	t.Skipf("known bug: "+format, args...)
-}
-
-// fuzzMaxText is the longest message an error parser may return:
-// provider.CleanMessage's cap and its ellipsis.
-const fuzzMaxText = 300 + len("…")
-
-func fuzzCleanText(s string) bool {
-	return len(s) <= fuzzMaxText && !strings.ContainsFunc(s, func(r rune) bool { return r != ' ' && unicode.IsSpace(r) })
-}
-
-// fuzzRot changes every ASCII letter and digit of s and nothing else, so a
-// secret and its rotation pass or fail every check the same way.
-func fuzzRot(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		switch {
-		case c >= 'a' && c <= 'z':
-			b[i] = 'a' + (c-'a'+13)%26
-		case c >= 'A' && c <= 'Z':
-			b[i] = 'A' + (c-'A'+13)%26
-		case c >= '0' && c <= '9':
-			b[i] = '0' + (c-'0'+5)%10
-		}
-	}
-	return string(b)
-}
 
 // Wire shapes from shared/reference/upstream-apis.md section 4.
 const (
@@ -98,7 +63,7 @@ func FuzzUpstreamError(f *testing.F) {
 		if ue.Provider != Name || ue.Status != status || strings.Contains(ue.Code, ":") {
 			t.Fatalf("got %#v", ue)
 		}
-		if !fuzzCleanText(ue.Message) {
+		if !testutil.CleanText(ue.Message) {
 			t.Fatalf("message of %d bytes or on several lines: %q", len(ue.Message), ue.Message)
 		}
 		rejected := status == http.StatusUnauthorized || (status == http.StatusForbidden && ue.Message != missingRouteMessage)
@@ -109,10 +74,10 @@ func FuzzUpstreamError(f *testing.F) {
 			t.Fatalf("a %d carries a wait of %s", status, ue.RetryAfter)
 		}
 		if ue.RetryAfter < 0 {
-			knownBug(t, "a 429 with Retry-After %q reads as a negative wait %s (provider.RetryAfter overflow)", retryAfter, ue.RetryAfter)
+			testutil.KnownBug(t, "a 429 with Retry-After %q reads as a negative wait %s (provider.RetryAfter overflow)", retryAfter, ue.RetryAfter)
 		}
-		if !fuzzCleanText(ue.Code) {
-			knownBug(t, "the x-amzn-ErrorType header is used as the code unbounded and uncleaned (%d bytes): %.60q", len(ue.Code), ue.Code)
+		if !testutil.CleanText(ue.Code) {
+			testutil.KnownBug(t, "the x-amzn-ErrorType header is used as the code unbounded and uncleaned (%d bytes): %.60q", len(ue.Code), ue.Code)
 		}
 	})
 }
@@ -161,7 +126,7 @@ func FuzzNewToken(f *testing.F) {
 			}
 		case int64(secs) > math.MaxInt64/int64(time.Second):
 			if tok.lifetime <= 0 || tok.lifetime < time.Duration(math.MaxInt64/int64(time.Second))*time.Second {
-				knownBug(t, "x-token-lifetime-seconds %q overflows time.Duration and reads as %s", lifetime, tok.lifetime)
+				testutil.KnownBug(t, "x-token-lifetime-seconds %q overflows time.Duration and reads as %s", lifetime, tok.lifetime)
 			}
 		default:
 			if tok.lifetime != time.Duration(secs)*time.Second || tok.assumedLifetime {
@@ -210,7 +175,7 @@ func FuzzConnect(f *testing.F) {
 				fieldClientID: clientID, fieldClientSecret: secret, fieldAPIKey: apiKey}})
 			return err
 		}
-		err, errRot := connect(secret, apiKey), connect(fuzzRot(secret), fuzzRot(apiKey))
+		err, errRot := connect(secret, apiKey), connect(testutil.Rot(secret), testutil.Rot(apiKey))
 		if (err == nil) != (errRot == nil) || (err != nil && err.Error() != errRot.Error()) {
 			t.Fatalf("the outcome depends on a secret: %v / %v", err, errRot)
 		}

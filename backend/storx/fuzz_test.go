@@ -7,14 +7,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-	"unicode"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 // Fuzz targets for StorX's response parsers (error bodies, login tokens and
@@ -23,42 +23,6 @@ import (
 // and testdata/fuzz; run one target for longer with
 //
 //	go test -run '^$' -fuzz '^FuzzParseGrant$' -fuzztime 60s ./backend/storx/
-
-// knownBug skips an input that hits a bug already reported, so that `go
-// test` stays green and a fuzzing run goes on looking for others. With
-// FUZZ_KNOWN_BUGS=fail it fails instead, to show the bug.
-func knownBug(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("FUZZ_KNOWN_BUGS") == "fail" {
-		t.Fatalf("known bug: "+format, args...)
-	}
-	t.Skipf("known bug: "+format, args...)
-}
-
-// fuzzMaxText is the longest message an error parser may return:
-// provider.CleanMessage's cap and its ellipsis.
-const fuzzMaxText = 300 + len("…")
-
-func fuzzCleanText(s string) bool {
-	return len(s) <= fuzzMaxText && !strings.ContainsFunc(s, func(r rune) bool { return r != ' ' && unicode.IsSpace(r) })
-}
-
-// fuzzRot changes every ASCII letter and digit of s and nothing else, so a
-// secret and its rotation pass or fail every check the same way.
-func fuzzRot(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		switch {
-		case c >= 'a' && c <= 'z':
-			b[i] = 'a' + (c-'a'+13)%26
-		case c >= 'A' && c <= 'Z':
-			b[i] = 'A' + (c-'A'+13)%26
-		case c >= '0' && c <= '9':
-			b[i] = '0' + (c-'0'+5)%10
-		}
-	}
-	return string(b)
-}
 
 // fuzzLeaks reports whether text shows secret between its "[redacted]"
 // markers, so that a secret made partly of the marker's own letters
@@ -118,7 +82,7 @@ func FuzzUpstreamError(f *testing.F) {
 		if ue.Provider != Name || ue.Status != status || ue.Code != "" {
 			t.Fatalf("got %#v", ue)
 		}
-		if !fuzzCleanText(ue.Message) {
+		if !testutil.CleanText(ue.Message) {
 			t.Fatalf("message of %d bytes or on several lines: %q", len(ue.Message), ue.Message)
 		}
 		if ue.RetryAfter != 0 && status != http.StatusTooManyRequests {
@@ -139,12 +103,12 @@ func FuzzUpstreamError(f *testing.F) {
 				}
 				rest := strings.ReplaceAll(long, short, "[redacted]")
 				if len(strings.ReplaceAll(rest, "[redacted]", "")) >= minRedactedLen && strings.Contains(ue.Message, rest) && !strings.Contains(string(body), rest) {
-					knownBug(t, "redact masks the shorter secret %q inside the longer %q first and shows the rest: %q", short, long, ue.Message)
+					testutil.KnownBug(t, "redact masks the shorter secret %q inside the longer %q first and shows the rest: %q", short, long, ue.Message)
 				}
 			}
 		}
 		if ue.RetryAfter < 0 {
-			knownBug(t, "a 429 with Retry-After %q reads as a negative wait %s (provider.RetryAfter overflow)", retryAfter, ue.RetryAfter)
+			testutil.KnownBug(t, "a 429 with Retry-After %q reads as a negative wait %s (provider.RetryAfter overflow)", retryAfter, ue.RetryAfter)
 		}
 	})
 }
@@ -173,7 +137,7 @@ func FuzzReadToken(f *testing.F) {
 		jsonErr := json.Unmarshal(body, &parsed)
 		switch {
 		case refusal != nil:
-			if err != nil || parsed.Error == "" || !fuzzCleanText(refusal.Message) || refusal.Status != http.StatusOK {
+			if err != nil || parsed.Error == "" || !testutil.CleanText(refusal.Message) || refusal.Status != http.StatusOK {
 				t.Fatalf("refusal %#v, err %v", refusal, err)
 			}
 			return
@@ -201,7 +165,7 @@ func FuzzReadToken(f *testing.F) {
 			t.Fatalf("session ending %s renewed only at %s", expiresAt, s.refreshAt)
 		}
 		if strings.ContainsFunc(s.token, func(r rune) bool { return r <= ' ' || r == ';' || r >= 0x7f }) {
-			knownBug(t, "the session token %q from the login body is cached and sent in the Cookie header unchecked", s.token)
+			testutil.KnownBug(t, "the session token %q from the login body is cached and sent in the Cookie header unchecked", s.token)
 		}
 	})
 }
@@ -273,7 +237,7 @@ func FuzzNormalizeAuthURL(f *testing.F) {
 		full, perr := url.Parse(got + "/v1/access")
 		if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || perr != nil || full.RawQuery != "" || full.ForceQuery || full.Fragment != "" ||
 			full.Host != u.Host || !strings.HasSuffix(full.EscapedPath(), "/v1/access") {
-			knownBug(t, "normalizeAuthURL accepts %q as %q, but %q does not reach /v1/access on that host", raw, got, got+"/v1/access")
+			testutil.KnownBug(t, "normalizeAuthURL accepts %q as %q, but %q does not reach /v1/access on that host", raw, got, got+"/v1/access")
 		}
 	})
 }
@@ -295,7 +259,7 @@ func FuzzConnect(f *testing.F) {
 				fieldEmail: email, fieldPassword: password, fieldPassphrase: passphrase, fieldAuthURL: authURL}})
 		}
 		conn, err := connect(password, passphrase)
-		_, errRot := connect(fuzzRot(password), fuzzRot(passphrase))
+		_, errRot := connect(testutil.Rot(password), testutil.Rot(passphrase))
 		if (err == nil) != (errRot == nil) || (err != nil && err.Error() != errRot.Error()) {
 			t.Fatalf("the outcome depends on a secret: %v / %v", err, errRot)
 		}
@@ -534,7 +498,7 @@ func FuzzUpstreamResponses(f *testing.F) {
 		for _, s := range []string{fuzzPassword, fuzzPassphrase} {
 			if fuzzLeaks(msg, s) {
 				if !strings.Contains(msg, "[redacted]") && strings.Contains(string(body), s) {
-					knownBug(t, "an error message read from a login answer is not masked and shows a secret: %v", err)
+					testutil.KnownBug(t, "an error message read from a login answer is not masked and shows a secret: %v", err)
 				}
 				t.Fatalf("the error shows a secret: %v", err)
 			}

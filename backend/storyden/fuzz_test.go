@@ -6,13 +6,13 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
-	"unicode"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 // Fuzz targets for Storyden's response parsers and its config and role
@@ -20,44 +20,6 @@ import (
 // target for longer with
 //
 //	go test -run '^$' -fuzz '^FuzzUpstreamError$' -fuzztime 60s ./backend/storyden/
-
-// knownBug skips an input that hits a bug already reported, so that `go
-// test` stays green and a fuzzing run goes on looking for others. With
-// FUZZ_KNOWN_BUGS=fail it fails instead, to show the bug.
-func knownBug(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("FUZZ_KNOWN_BUGS") == "fail" {
-		t.Fatalf("known bug: "+format, args...)
-	}
-	t.Skipf("known bug: "+format, args...)
-}
-
-// fuzzMaxText is the longest message an error parser may return:
-// provider.CleanMessage's cap and its ellipsis.
-const fuzzMaxText = 300 + len("…")
-
-// fuzzCleanText reports whether s is what an error may carry from the
-// upstream: bounded and on one line.
-func fuzzCleanText(s string) bool {
-	return len(s) <= fuzzMaxText && !strings.ContainsFunc(s, func(r rune) bool { return r != ' ' && unicode.IsSpace(r) })
-}
-
-// fuzzRot changes every ASCII letter and digit of s and nothing else, so a
-// secret and its rotation pass or fail every check the same way.
-func fuzzRot(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		switch {
-		case c >= 'a' && c <= 'z':
-			b[i] = 'a' + (c-'a'+13)%26
-		case c >= 'A' && c <= 'Z':
-			b[i] = 'A' + (c-'A'+13)%26
-		case c >= '0' && c <= '9':
-			b[i] = '0' + (c-'0'+5)%10
-		}
-	}
-	return string(b)
-}
 
 // Wire shapes from shared/reference/upstream-apis.md section 5.
 const (
@@ -89,7 +51,7 @@ func FuzzUpstreamError(f *testing.F) {
 		if ue.Provider != Name || ue.Status != status || ue.Err != nil {
 			t.Fatalf("got %#v", ue)
 		}
-		if !fuzzCleanText(ue.Message) {
+		if !testutil.CleanText(ue.Message) {
 			t.Fatalf("message of %d bytes or on several lines: %q", len(ue.Message), ue.Message)
 		}
 		if ue.RetryAfter != 0 && status != http.StatusTooManyRequests {
@@ -102,10 +64,10 @@ func FuzzUpstreamError(f *testing.F) {
 			t.Fatalf("code %q from a body that is not JSON", ue.Code)
 		}
 		if ue.RetryAfter < 0 {
-			knownBug(t, "a 429 with Retry-After %q reads as a negative wait %s (provider.RetryAfter overflow)", retryAfter, ue.RetryAfter)
+			testutil.KnownBug(t, "a 429 with Retry-After %q reads as a negative wait %s (provider.RetryAfter overflow)", retryAfter, ue.RetryAfter)
 		}
-		if !fuzzCleanText(ue.Code) {
-			knownBug(t, "the problem type becomes the code unbounded and uncleaned (%d bytes): %.60q", len(ue.Code), ue.Code)
+		if !testutil.CleanText(ue.Code) {
+			testutil.KnownBug(t, "the problem type becomes the code unbounded and uncleaned (%d bytes): %.60q", len(ue.Code), ue.Code)
 		}
 	})
 }
@@ -162,7 +124,7 @@ func FuzzConnect(f *testing.F) {
 			return Provider{}.Connect(provider.ConnectionConfig{Name: "forum", BaseURL: baseURL, Values: provider.Values{fieldUsername: username, fieldPassword: password}})
 		}
 		conn, err := connect(password)
-		_, errRot := connect(fuzzRot(password))
+		_, errRot := connect(testutil.Rot(password))
 		if (err == nil) != (errRot == nil) || (err != nil && err.Error() != errRot.Error()) {
 			t.Fatalf("the outcome depends on the password: %v / %v", err, errRot)
 		}
@@ -365,6 +327,6 @@ func checkIssued(t *testing.T, cred *provider.Credential, now time.Time) {
 		t.Fatalf("expires_at %q, ExpiresAt %s: %v", expires, cred.ExpiresAt, err)
 	}
 	if !cred.ExpiresAt.After(now) {
-		knownBug(t, "Issue hands out an access key that Storyden says expired at %s (now %s); dStor and Storable refuse such a credential", cred.ExpiresAt, now)
+		testutil.KnownBug(t, "Issue hands out an access key that Storyden says expired at %s (now %s); dStor and Storable refuse such a credential", cred.ExpiresAt, now)
 	}
 }
