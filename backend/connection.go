@@ -60,18 +60,7 @@ func (e *connectionEntry) allowsRole(role string) bool {
 }
 
 func getConnection(ctx context.Context, s logical.Storage, name string) (*connectionEntry, error) {
-	entry, err := s.Get(ctx, configStoragePrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("read connection %q: %w", name, err)
-	}
-	if entry == nil {
-		return nil, nil
-	}
-	var conn connectionEntry
-	if err := entry.DecodeJSON(&conn); err != nil {
-		return nil, fmt.Errorf("decode connection %q: %w", name, err)
-	}
-	return &conn, nil
+	return readStored[connectionEntry](ctx, s, configStoragePrefix+name, fmt.Sprintf("connection %q", name))
 }
 
 // putConnection stores e under a new generation.

@@ -42,15 +42,7 @@ func putInventory(ctx context.Context, s logical.Storage, connection string, e *
 }
 
 func getInventory(ctx context.Context, s logical.Storage, connection, name string) (*inventoryEntry, error) {
-	entry, err := s.Get(ctx, inventoryKey(connection, name))
-	if err != nil || entry == nil {
-		return nil, err
-	}
-	var e inventoryEntry
-	if err := entry.DecodeJSON(&e); err != nil {
-		return nil, fmt.Errorf("decode inventory entry %s/%s: %w", connection, name, err)
-	}
-	return &e, nil
+	return readStored[inventoryEntry](ctx, s, inventoryKey(connection, name), fmt.Sprintf("inventory entry %s/%s", connection, name))
 }
 
 // listInventory reads every inventory entry of a connection.

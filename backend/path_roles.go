@@ -36,18 +36,7 @@ type roleEntry struct {
 func roleFields(p provider.Provider) []provider.Field { return p.RoleFields() }
 
 func getRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
-	entry, err := s.Get(ctx, roleStoragePrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("read role %q: %w", name, err)
-	}
-	if entry == nil {
-		return nil, nil
-	}
-	var role roleEntry
-	if err := entry.DecodeJSON(&role); err != nil {
-		return nil, fmt.Errorf("decode role %q: %w", name, err)
-	}
-	return &role, nil
+	return readStored[roleEntry](ctx, s, roleStoragePrefix+name, fmt.Sprintf("role %q", name))
 }
 
 func (b *backend) pathRoles() []*framework.Path {

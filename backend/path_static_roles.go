@@ -38,18 +38,7 @@ type staticRoleEntry struct {
 }
 
 func getStaticRole(ctx context.Context, s logical.Storage, name string) (*staticRoleEntry, error) {
-	entry, err := s.Get(ctx, staticRoleStoragePrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("read static role %q: %w", name, err)
-	}
-	if entry == nil {
-		return nil, nil
-	}
-	var role staticRoleEntry
-	if err := entry.DecodeJSON(&role); err != nil {
-		return nil, fmt.Errorf("decode static role %q: %w", name, err)
-	}
-	return &role, nil
+	return readStored[staticRoleEntry](ctx, s, staticRoleStoragePrefix+name, fmt.Sprintf("static role %q", name))
 }
 
 func putStaticRole(ctx context.Context, s logical.Storage, name string, role *staticRoleEntry) error {

@@ -1,0 +1,25 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// readStored decodes the JSON entry at key into a new T; nil, nil when there
+// is none. what names the entry in errors, e.g. `role "app"`.
+func readStored[T any](ctx context.Context, s logical.Storage, key, what string) (*T, error) {
+	entry, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	var v T
+	if err := entry.DecodeJSON(&v); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", what, err)
+	}
+	return &v, nil
+}
