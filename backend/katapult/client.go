@@ -177,8 +177,8 @@ func (e apiError) message() string {
 // the body only adds the code and the upstream's words.
 func upstreamError(op string, resp *provider.Response) *provider.UpstreamError {
 	body := parseError(resp.Body)
-	ue := &provider.UpstreamError{Provider: Name, Op: op, Status: resp.Status, Code: body.Code, Message: body.message()}
-	if rootRejectedCodes[body.Code] {
+	ue := &provider.UpstreamError{Provider: Name, Op: op, Status: resp.Status, Code: provider.CleanMessage(body.Code), Message: body.message()}
+	if rootRejectedCodes[ue.Code] {
 		ue.Err = provider.ErrRootRejected
 	}
 	if resp.Status == http.StatusTooManyRequests {

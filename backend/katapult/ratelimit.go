@@ -94,7 +94,8 @@ func (b *rateBudget) observe(resp *http.Response) {
 func budgetLow(h http.Header) bool {
 	permitted, errP := strconv.Atoi(h.Get("X-Ratelimit-Permitted"))
 	remaining, errR := strconv.Atoi(h.Get("X-Ratelimit-Remaining"))
-	return errP == nil && errR == nil && permitted > 0 && remaining*lowBudgetDivisor < permitted
+	// remaining*divisor < permitted, in a form that cannot overflow.
+	return errP == nil && errR == nil && permitted > 0 && remaining <= (permitted-1)/lowBudgetDivisor
 }
 
 // serverTime is the answer's Date, so that the minute boundary is

@@ -27,6 +27,9 @@ const (
 	maxResponseBytes    = 1 << 20
 	// DefaultRequestTimeout bounds one HTTP exchange.
 	DefaultRequestTimeout = 30 * time.Second
+	// MaxRetryAfter is the longest wait RetryAfter reports; an upstream
+	// asking for more is asking for far longer than any lease waits anyway.
+	MaxRetryAfter = 24 * time.Hour
 )
 
 // Client sends requests to one upstream with bounded, backed-off retries.
@@ -199,17 +202,22 @@ func (c *Client) maxRetryWait() time.Duration {
 }
 
 // RetryAfter parses a Retry-After header in seconds or HTTP-date form; 0 when
-// absent or unparsable.
+// absent or unparsable, at most MaxRetryAfter.
 func RetryAfter(h http.Header, now time.Time) time.Duration {
 	v := h.Get("Retry-After")
 	if v == "" {
 		return 0
 	}
 	if secs, err := strconv.Atoi(v); err == nil && secs > 0 {
+		// Compare in seconds: a huge value would overflow a Duration and
+		// read as negative, which is an immediate retry.
+		if secs >= int(MaxRetryAfter/time.Second) {
+			return MaxRetryAfter
+		}
 		return time.Duration(secs) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
+		return min(t.Sub(now), MaxRetryAfter)
 	}
 	return 0
 }

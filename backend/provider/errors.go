@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Sentinel errors the engine maps to responses.
@@ -96,7 +97,11 @@ const maxMessageLen = 300
 func CleanMessage(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > maxMessageLen {
-		s = s[:maxMessageLen] + "…"
+		cut := maxMessageLen
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
 	}
 	return s
 }

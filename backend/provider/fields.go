@@ -3,6 +3,7 @@ package provider
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -140,9 +141,14 @@ func normalizeInt(name string, raw any) (any, error) {
 	case int:
 		return n, nil
 	case float64:
-		if n == float64(int(n)) {
+		// The bounds keep int(n) defined: a float past them has no int.
+		if n >= math.MinInt64 && n < math.MaxInt64 && n == math.Trunc(n) {
 			return int(n), nil
 		}
+	case json.Number:
+		// Vault hands a plugin every JSON number, from a request or from
+		// storage, in this form.
+		return normalizeInt(name, string(n))
 	case string:
 		if parsed, err := strconv.Atoi(n); err == nil {
 			return parsed, nil

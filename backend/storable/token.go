@@ -31,6 +31,9 @@ const (
 	// defaultLifetime is Storable's documented 90 minutes, assumed when the
 	// x-token-lifetime-seconds header is missing.
 	defaultLifetime = 5400 * time.Second
+	// maxLifetime bounds what x-token-lifetime-seconds can claim: more is
+	// no longer a token lifetime, and unbounded it overflows a Duration.
+	maxLifetime = 30 * 24 * time.Hour
 	// fetchTimeout bounds one shared token request, retries included. It runs
 	// apart from the request that started it, which other requests may share.
 	fetchTimeout = 2 * time.Minute
@@ -78,7 +81,10 @@ func newToken(value, tokenType string, h http.Header, receivedAt time.Time) *tok
 		t.createdAt = created
 	}
 	if secs, err := strconv.Atoi(strings.TrimSpace(h.Get("X-Token-Lifetime-Seconds"))); err == nil && secs > 0 {
-		t.lifetime, t.assumedLifetime = time.Duration(secs)*time.Second, false
+		t.lifetime, t.assumedLifetime = maxLifetime, false
+		if secs < int(maxLifetime/time.Second) {
+			t.lifetime = time.Duration(secs) * time.Second
+		}
 	}
 	if t.tokenType == "" {
 		t.tokenType = "bearer"
@@ -220,7 +226,7 @@ func statusError(op string, resp *provider.Response) *provider.UpstreamError {
 // text from anything in front of it.
 func upstreamError(op string, resp *provider.Response) *provider.UpstreamError {
 	errorType, _, _ := strings.Cut(resp.Header.Get("X-Amzn-ErrorType"), ":")
-	ue := &provider.UpstreamError{Provider: Name, Op: op, Status: resp.Status, Code: errorType, Message: errorMessage(resp)}
+	ue := &provider.UpstreamError{Provider: Name, Op: op, Status: resp.Status, Code: provider.CleanMessage(errorType), Message: errorMessage(resp)}
 	if resp.Status == http.StatusTooManyRequests {
 		ue.RetryAfter = provider.RetryAfter(resp.Header, timeNow())
 	}

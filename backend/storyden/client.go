@@ -164,7 +164,7 @@ func upstreamError(op string, resp *provider.Response) *provider.UpstreamError {
 		Error   string `json:"error"`
 	}
 	if err := json.Unmarshal(resp.Body, &body); err == nil {
-		ue.Code = strings.TrimPrefix(body.Type, "urn:storyden:problem:")
+		ue.Code = provider.CleanMessage(strings.TrimPrefix(body.Type, "urn:storyden:problem:"))
 		ue.Message = provider.CleanMessage(firstNonEmpty(body.Title, body.Message, body.Error))
 	} else if ct := resp.Header.Get("Content-Type"); strings.HasPrefix(ct, "text/plain") {
 		ue.Message = provider.CleanMessage(string(resp.Body))

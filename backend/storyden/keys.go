@@ -84,6 +84,11 @@ func (c *connection) Issue(ctx context.Context, req provider.IssueRequest) (*pro
 	if key.ExpiresAt != nil {
 		expiresAt = key.ExpiresAt.UTC()
 	}
+	if !expiresAt.IsZero() && !expiresAt.After(timeNow()) {
+		// The engine's rollback deletes the key by name.
+		return nil, &provider.UpstreamError{Provider: Name, Op: httpReq.Op, Status: resp.Status,
+			Message: "Storyden returned an access key that expired at " + provider.Timestamp(expiresAt) + "; check the clocks of Vault and Storyden"}
+	}
 	return &provider.Credential{
 		Data: map[string]any{
 			"access_key":    key.Secret,
