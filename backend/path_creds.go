@@ -140,6 +140,10 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 		b.rollbackNow(s, walID, conn, wal, answeredDefinitely(err))
 		return errorResponseFor(err)
 	}
+	if err := expiresTooSoon(entry.Provider, objectName, cred); err != nil {
+		b.rollbackNow(s, walID, conn, wal, true)
+		return errorResponseFor(err)
+	}
 	lease := newLeaseInternal(plan, entry.Provider, objectName, cred)
 	resp := b.Secret(secretCredentialType).Response(cred.Data, lease.toMap())
 	resp.Secret.TTL, resp.Secret.MaxTTL = plan.ttl, plan.maxTTL
@@ -170,6 +174,20 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 	b.Logger().Debug("issued credential", "connection", plan.connName, "provider", entry.Provider, "role", plan.roleName, "object", objectName, "ttl", resp.Secret.TTL)
 	b.sendEvent(ctx, eventCredsCreate, "connection", plan.connName, "provider", entry.Provider, "role", plan.roleName, "object", objectName)
 	return resp, nil
+}
+
+// minLeaseTTL is the shortest lease a credential may get. A lease capped at
+// an upstream expiry under a second away would get a TTL of 0, which Vault
+// reads as "use the default TTL", so such a credential is refused.
+const minLeaseTTL = time.Second
+
+// expiresTooSoon refuses a credential whose upstream expiry leaves no lease.
+func expiresTooSoon(providerName, objectName string, cred *provider.Credential) error {
+	if cred.ExpiresAt.IsZero() || time.Until(cred.ExpiresAt) >= minLeaseTTL {
+		return nil
+	}
+	return &provider.UpstreamError{Provider: providerName, Op: "issue " + objectName,
+		Message: "the credential expires upstream at " + provider.Timestamp(cred.ExpiresAt) + ", too soon for a lease; check the clocks of Vault and the upstream"}
 }
 
 // namePrefix is the role's provider field marked NamePrefix, else "vault".

@@ -68,7 +68,6 @@ func TestCreds_RenewNeverPassesUpstreamExpiry(t *testing.T) {
 	env.setup(nil)
 	resp := env.issue()
 	// Pretend Vault issued this lease 55 minutes ago: 5 minutes remain upstream.
-	lease, _ := leaseInternalFrom(roundTrip(t, resp.Secret).InternalData)
 	resp.Secret.InternalData[internalExpiresAt] = time.Now().Add(5 * time.Minute).Unix()
 	renewed, err := env.renew(resp, time.Now().Add(-55*time.Minute), time.Hour)
 	if err != nil || renewed.IsError() {
@@ -80,11 +79,28 @@ func TestCreds_RenewNeverPassesUpstreamExpiry(t *testing.T) {
 	if len(renewed.Warnings) == 0 {
 		t.Fatal("a capped renew must say so")
 	}
-	_ = lease
 	resp.Secret.InternalData[internalExpiresAt] = time.Now().Add(-time.Second).Unix()
 	expired, err := env.renew(resp, time.Now().Add(-30*time.Minute), time.Hour)
 	if err != nil || !expired.IsError() || !strings.Contains(respError(expired), "expired upstream") {
 		t.Fatalf("renew after the upstream expiry: %v %v", err, respError(expired))
+	}
+}
+
+// A max_ttl of 1s makes Storyden's key expire at the next whole second,
+// under a second away: the lease would get a TTL of 0, which Vault reads as
+// its default TTL, so the engine refuses the key and deletes it.
+func TestCreds_RefusesCredentialExpiringWithinASecond(t *testing.T) {
+	env := newTestEnv(t)
+	env.setup(map[string]any{"ttl": "1s", "max_ttl": "1s"})
+	_, err := env.request(logical.ReadOperation, "creds/app", nil)
+	if err == nil || !strings.Contains(err.Error(), "too soon for a lease") {
+		t.Fatalf("creds with a key expiring within a second: %v", err)
+	}
+	if n := len(env.liveKeys()); n != 0 {
+		t.Fatalf("%d keys left upstream", n)
+	}
+	if n := env.walCount(); n != 0 {
+		t.Fatalf("%d WAL entries left", n)
 	}
 }
 
