@@ -2,7 +2,6 @@ package backend
 
 import (
 	"fmt"
-	"net/url"
 	"regexp"
 	"sort"
 	"strings"
@@ -98,23 +97,6 @@ func publicValues(fields []provider.Field, values provider.Values) map[string]an
 		}
 	}
 	return out
-}
-
-// normalizeBaseURL accepts an absolute http(s) URL with a host and no query,
-// fragment or credentials, and drops trailing slashes.
-func normalizeBaseURL(raw string) (string, error) {
-	raw = strings.TrimSpace(raw)
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("base_url is not valid: give an absolute http:// or https:// URL such as https://api.example.com")
-	}
-	if u.User != nil {
-		return "", fmt.Errorf("base_url must not carry credentials; put them in the provider's own fields")
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("base_url %q must not have a query or fragment", u.Redacted())
-	}
-	return strings.TrimRight(u.String(), "/"), nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -269,7 +269,7 @@ func (b *backend) applyBaseURL(entry *connectionEntry, p provider.Provider, data
 	if raw == "" {
 		return fmt.Errorf("base_url is required for provider %s: the address of its API", p.Name())
 	}
-	normalized, err := normalizeBaseURL(raw)
+	normalized, err := provider.NormalizeURL(fieldBaseURL, "https://api.example.com", raw)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"reflect"
 	"slices"
 	"strconv"
@@ -296,6 +297,70 @@ func FuzzDecodeJSON(f *testing.F) {
 		}
 		if len(err.Error()) > 200 {
 			t.Fatalf("the error is %d bytes long", len(err.Error()))
+		}
+	})
+}
+
+// FuzzNormalizeURL: an accepted URL (base_url, StorX's auth_url) is an absolute http(s) URL
+// with a host, without credentials, query, fragment or trailing slash; it
+// normalizes to itself; and appending an API path to it, as
+// provider.Client does, gives a URL on the same host whose path ends with
+// the API path and that has no query or fragment.
+func FuzzNormalizeURL(f *testing.F) {
+	for _, s := range []string{
+		"https://forum.example.com",
+		"https://forum.example.com/",
+		"https://forum.example.com/api",
+		"https://storx.io",
+		"https://api.katapult.io/core/v1",
+		"https://api.dstor.cloud/v1",
+		"https://api.storable.io",
+		"http://127.0.0.1:8200/sandbox/storyden//",
+		" HTTPS://Forum.Example.com ",
+		"ftp://example.com",
+		"https://user:pass@example.com",
+		"https://example.com?x=1",
+		"https://example.com#frag",
+		"example.com",
+		"https://",
+		"http://[::1]:80/a%20b",
+		"https://auth.storx.io?",
+		"https://auth.storx.io/#",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		got, err := NormalizeURL("base_url", "https://api.example.com", raw)
+		if err != nil {
+			if got != "" || !errors.Is(err, ErrInvalidInput) {
+				t.Fatalf("NormalizeURL(%q) returned %q, %v", raw, got, err)
+			}
+			return
+		}
+		u, perr := url.Parse(got)
+		if perr != nil {
+			t.Fatalf("accepted %q as %q, which does not parse: %v", raw, got, perr)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Opaque != "" {
+			t.Fatalf("accepted %q as %q: scheme %q host %q user %v opaque %q", raw, got, u.Scheme, u.Host, u.User, u.Opaque)
+		}
+		if strings.HasSuffix(got, "/") || got != strings.TrimSpace(got) {
+			t.Fatalf("accepted %q as %q, with a trailing slash or space", raw, got)
+		}
+		again, err := NormalizeURL("base_url", "https://api.example.com", got)
+		if err != nil || again != got {
+			t.Fatalf("NormalizeURL is not idempotent: %q gave %q, then %q, %v", raw, got, again, err)
+		}
+		const apiPath = "/api/auth/access-keys"
+		full, perr := url.Parse(got + apiPath)
+		if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || perr != nil || full.RawQuery != "" || full.ForceQuery || full.Fragment != "" ||
+			full.Host != u.Host || !strings.HasSuffix(full.EscapedPath(), apiPath) {
+			var q, h any = "?", "#"
+			if perr == nil {
+				q, h = full.RawQuery, full.Fragment
+			}
+			t.Fatalf("NormalizeURL accepts %q as %q, but requests to %q go to host %q, path %q, query %v, fragment %v",
+				raw, got, got+apiPath, full.Host, full.EscapedPath(), q, h)
 		}
 	})
 }

@@ -15,7 +15,6 @@ package storx
 
 import (
 	"fmt"
-	"net/url"
 	"regexp"
 	"strings"
 
@@ -154,22 +153,11 @@ func (Provider) Connect(cfg provider.ConnectionConfig) (provider.Connection, err
 // csrfAlphabet makes a CSRF token that needs no escaping in a cookie.
 const csrfAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
-// normalizeAuthURL applies base_url's rules to auth_url: an absolute http(s)
-// URL with a host and no credentials, query or fragment, without trailing
-// slashes. Empty means the default.
+// normalizeAuthURL applies base_url's rules to auth_url; empty means the
+// default.
 func normalizeAuthURL(raw string) (string, error) {
-	raw = strings.TrimSpace(raw)
-	if raw == "" {
+	if strings.TrimSpace(raw) == "" {
 		return defaultAuthURL, nil
 	}
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		return "", fmt.Errorf("%w: auth_url is not valid: give an absolute http:// or https:// URL such as %s", provider.ErrInvalidInput, defaultAuthURL)
-	case u.User != nil:
-		return "", fmt.Errorf("%w: auth_url must not carry credentials", provider.ErrInvalidInput)
-	case u.RawQuery != "" || u.Fragment != "":
-		return "", fmt.Errorf("%w: auth_url %q must not have a query or fragment", provider.ErrInvalidInput, u.Redacted())
-	}
-	return strings.TrimRight(u.String(), "/"), nil
+	return provider.NormalizeURL(fieldAuthURL, defaultAuthURL, raw)
 }
