@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -121,7 +122,7 @@ func (c *connection) developerLogin(ctx context.Context) (session, error) {
 	default:
 		return session{}, explainAuthFailure(c.upstreamError(req.Op, resp))
 	}
-	s, refusal, err := readToken(req.Op, resp, developerCookie)
+	s, refusal, err := c.readToken(req.Op, resp, developerCookie)
 	if refusal != nil {
 		refusal.Err = provider.ErrRootRejected
 		return session{}, fmt.Errorf("%w; StorX wants an MFA code for this developer account, which its API flow cannot supply: turn MFA off for the account (or use one without MFA), then write config/%s", refusal, c.name)
@@ -158,7 +159,7 @@ func (c *connection) userLogin(ctx context.Context, email string) (session, erro
 	default:
 		return session{}, explainAuthFailure(c.upstreamError(req.Op, resp))
 	}
-	s, refusal, err := readToken(req.Op, resp, userCookie)
+	s, refusal, err := c.readToken(req.Op, resp, userCookie)
 	if refusal != nil {
 		return session{}, refusal
 	}
@@ -234,23 +235,38 @@ type tokenBody struct {
 
 // readToken reads a login answer: the token from the body, else from the
 // cookie. A 200 whose body is an error comes back as refusal.
-func readToken(op string, resp *provider.Response, cookie string) (session, *provider.UpstreamError, error) {
+func (c *connection) readToken(op string, resp *provider.Response, cookie string) (session, *provider.UpstreamError, error) {
 	var body tokenBody
 	if err := provider.DecodeJSON(Name, op, resp, &body); err != nil {
 		return session{}, nil, err
 	}
 	if body.Error != "" {
-		return session{}, &provider.UpstreamError{Provider: Name, Op: op, Status: resp.Status, Message: provider.CleanMessage(body.Error)}, nil
+		return session{}, &provider.UpstreamError{Provider: Name, Op: op, Status: resp.Status, Message: provider.CleanMessage(c.redact(body.Error))}, nil
 	}
 	token := body.Token
 	if token == "" {
 		token = cookieValue(resp.Header, cookie)
 	}
-	if token == "" {
+	switch {
+	case token == "":
 		return session{}, nil, &provider.UpstreamError{Provider: Name, Op: op, Status: resp.Status, Message: "the response carries no session token"}
+	case !isCookieValue(token):
+		// Sent back by hand in a Cookie header, such a token would break
+		// the header (or add another) on every call until it expired.
+		return session{}, nil, &provider.UpstreamError{Provider: Name, Op: op, Status: resp.Status, Message: "the response carries a session token that is not a valid cookie value"}
 	}
 	expiresAt, _ := time.Parse(time.RFC3339Nano, body.ExpiresAt)
 	return newSession(token, expiresAt, timeNow()), nil, nil
+}
+
+// isCookieValue reports whether s is made only of RFC 6265 cookie-octets.
+func isCookieValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b <= ' ' || b >= 0x7f || b == '"' || b == ',' || b == ';' || b == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 func cookieValue(h http.Header, name string) string {
@@ -265,7 +281,7 @@ func cookieValue(h http.Header, name string) string {
 // upstreamError reads an error body, the satellite's {"error":…} or the
 // auth service's plain text, with every secret of the connection masked.
 func (c *connection) upstreamError(op string, resp *provider.Response, secrets ...string) *provider.UpstreamError {
-	msg := redact(messageOf(resp.Body), append(secrets, c.password, c.passphrase)...)
+	msg := c.redact(messageOf(resp.Body), secrets...)
 	ue := &provider.UpstreamError{Provider: Name, Op: op, Status: resp.Status, Message: provider.CleanMessage(msg)}
 	if resp.Status == http.StatusTooManyRequests {
 		ue.RetryAfter = provider.RetryAfter(resp.Header, timeNow())
@@ -298,8 +314,13 @@ func messageOf(body []byte) string {
 // protect nothing.
 const minRedactedLen = 6
 
-// redact masks secrets an upstream might echo back in an error message.
-func redact(msg string, secrets ...string) string {
+// redact masks the connection's password and passphrase, and the other
+// secrets given, wherever an upstream echoes them in an error message.
+func (c *connection) redact(msg string, secrets ...string) string {
+	secrets = append(secrets, c.password, c.passphrase)
+	// Longest first: a secret that contains another must go whole, or the
+	// part outside the shorter one would show.
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
 	for _, s := range secrets {
 		if len(s) >= minRedactedLen {
 			msg = strings.ReplaceAll(msg, s, "[redacted]")

@@ -138,13 +138,19 @@ func TestUpstreamErrorMasksSecretsAndReadsRetryAfter(t *testing.T) {
 	}
 }
 
-func TestRedactLeavesOrdinaryWordsAlone(t *testing.T) {
-	msg := "You've exceeded your request limit."
-	if got := redact(msg, "x", "limit"); got != msg {
-		t.Errorf("redact = %q: a short secret garbled the message", got)
+func TestRedact(t *testing.T) {
+	c := &connection{password: "grant passphrase", passphrase: "one fixed grant passphrase"}
+	tests := []struct{ name, msg, extra, want string }{
+		{"short secrets leave words alone", "You've exceeded your request limit.", "x", "You've exceeded your request limit."},
+		{"an extra secret", "bad password hunter2!", "hunter2", "bad password [redacted]!"},
+		{"a secret inside a longer one goes whole", "passphrase one fixed grant passphrase is wrong", "", "passphrase [redacted] is wrong"},
 	}
-	if got := redact("bad password hunter2!", "hunter2"); got != "bad password [redacted]!" {
-		t.Errorf("redact = %q", got)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := c.redact(tt.msg, tt.extra); got != tt.want {
+				t.Errorf("redact = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
 
