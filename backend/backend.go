@@ -5,6 +5,7 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
@@ -77,6 +78,8 @@ type backend struct {
 	httpClient *http.Client
 	// now is the clock of the rotation schedule; tests move it.
 	now func() time.Time
+	// secretFields names the connection fields that hold secrets.
+	secretFields map[string]bool
 }
 
 // Factory returns a new, set-up instance of the engine.
@@ -95,6 +98,8 @@ func newBackend(providers *registry) *backend {
 		rootLocks:  locksutil.CreateLocks(),
 		httpClient: &http.Client{Timeout: provider.DefaultRequestTimeout},
 		now:        time.Now,
+
+		secretFields: providers.secretFields(),
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -122,6 +127,27 @@ func newBackend(providers *registry) *backend {
 		RunningVersion:    Version,
 	}
 	return b
+}
+
+// HandleRequest refuses a secret field given as a list or an object (say
+// api_token twice on the command line) before the framework's schema check
+// sees it: that check's message quotes the value.
+func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	for name, value := range req.Data {
+		if b.secretFields[name] && !isScalar(value) {
+			return logical.ErrorResponse("%s must be a single string: give it once, not as a list or an object", name), nil
+		}
+	}
+	return b.Backend.HandleRequest(ctx, req)
+}
+
+// isScalar reports whether v is a value the framework turns into a string.
+func isScalar(v any) bool {
+	switch v.(type) {
+	case nil, string, bool, json.Number, float64, int, int64:
+		return true
+	}
+	return false
 }
 
 // invalidate drops the cached upstream session of a connection whose config

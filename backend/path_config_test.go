@@ -79,6 +79,8 @@ func TestConfig_BadInputIs400AndStoresNothing(t *testing.T) {
 		{"unknown handle", "config/c", map[string]any{"username": "nobody"}, nil, "HTTP 404"},
 		{"no key permission", "config/c", map[string]any{"username": memberHandle, "password": memberPass}, nil, "USE_PERSONAL_ACCESS_KEYS"},
 		{"bad bool", "config/c", map[string]any{"verify_connection": "maybe"}, nil, ""},
+		{"base_url ending in ?", "config/c", map[string]any{"base_url": "https://forum.example.com?"}, nil, "must not have a query"},
+		{"password given twice", "config/c", map[string]any{"password": []any{"first-secret-1", "second-secret-2"}}, nil, "password must be a single string"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,6 +97,9 @@ func TestConfig_BadInputIs400AndStoresNothing(t *testing.T) {
 				}
 			} else {
 				env.mustBadRequest(logical.CreateOperation, tc.path, data, tc.want)
+				if msg := respError(resp); strings.Contains(msg, "secret-") {
+					t.Fatalf("the error quotes a secret: %s", msg)
+				}
 			}
 			if keys, _ := env.storage.List(context.Background(), "config/"); len(keys) != 0 {
 				t.Fatalf("a failed write stored %v", keys)

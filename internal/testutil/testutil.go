@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -103,17 +102,6 @@ func StartEmulator(t testing.TB, emu sandbox.Emulator) *sandbox.Server {
 	}
 	t.Cleanup(func() { _ = srv.Close() })
 	return srv
-}
-
-// KnownBug skips a fuzz input that hits a bug already reported, so that go
-// test stays green and a fuzzing run goes on looking for others. With
-// FUZZ_KNOWN_BUGS=fail it fails instead, to show the bug.
-func KnownBug(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("FUZZ_KNOWN_BUGS") == "fail" {
-		t.Fatalf("known bug: "+format, args...)
-	}
-	t.Skipf("known bug: "+format, args...)
 }
 
 // MaxText is the longest message an error parser may return: the cap of
