@@ -174,11 +174,17 @@ func (b *backend) liveConnection(ctx context.Context, s logical.Storage, name st
 	if err != nil || entry == nil {
 		return nil, nil, err
 	}
-	conn, err := b.conns.getOrOpen(name, entry.Generation, func() (provider.Connection, error) {
-		return b.openConnection(name, entry, entry.Values)
-	})
+	conn, err := b.openLive(name, entry)
 	if err != nil {
 		return nil, nil, err
 	}
 	return conn, entry, nil
+}
+
+// openLive returns the cached provider connection for a stored entry the
+// caller has already read, opening it if the entry is newer than the cache.
+func (b *backend) openLive(name string, entry *connectionEntry) (provider.Connection, error) {
+	return b.conns.getOrOpen(name, entry.Generation, func() (provider.Connection, error) {
+		return b.openConnection(name, entry, entry.Values)
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -48,6 +49,8 @@ type issuePlan struct {
 	roleName string
 	role     *roleEntry
 	connName string
+	// conn is the connection entry the plan was checked against.
+	conn     *connectionEntry
 	ttl      time.Duration
 	maxTTL   time.Duration
 	warnings []string
@@ -63,14 +66,11 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 	if msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
-	conn, entry, err := b.liveConnection(ctx, req.Storage, plan.connName)
+	conn, err := b.openLive(plan.connName, plan.conn)
 	if err != nil {
 		return nil, err
 	}
-	if entry == nil || entry.Provider != plan.role.Provider || !entry.allowsRole(plan.roleName) {
-		return logical.ErrorResponse(fmt.Sprintf("connection %q changed while the credential was being issued; try again", plan.connName)), nil
-	}
-	return b.issue(ctx, req.Storage, plan, entry, conn)
+	return b.issue(ctx, req.Storage, plan, conn)
 }
 
 // planIssue loads the role and its connection and fixes the lease's TTLs. A
@@ -98,15 +98,34 @@ func (b *backend) planIssue(ctx context.Context, s logical.Storage, roleName str
 	case !conn.allowsRole(roleName):
 		return nil, fmt.Sprintf("connection %q no longer allows role %q: add the role to its allowed_roles", role.Connection, roleName), nil
 	}
-	ttl, warnings, err := framework.CalculateTTL(b.System(), 0, role.TTL, 0, role.MaxTTL, 0, time.Time{})
+	// Each system-view call is a round trip to Vault: ask once per request.
+	sys := newLeaseLimits(b.System())
+	ttl, warnings, err := framework.CalculateTTL(sys, 0, role.TTL, 0, role.MaxTTL, 0, time.Time{})
 	if err != nil {
 		return nil, "", err
 	}
 	return &issuePlan{
-		roleName: roleName, role: role, connName: role.Connection,
-		ttl: ttl, maxTTL: effectiveMaxTTL(b.System(), role.MaxTTL), warnings: warnings,
+		roleName: roleName, role: role, connName: role.Connection, conn: conn,
+		ttl: ttl, maxTTL: effectiveMaxTTL(sys, role.MaxTTL), warnings: warnings,
 	}, "", nil
 }
+
+// leaseLimits is a system view that asks Vault for the mount's lease TTLs
+// at most once.
+type leaseLimits struct {
+	logical.SystemView
+	maxTTL, defaultTTL func() time.Duration
+}
+
+func newLeaseLimits(sys logical.SystemView) *leaseLimits {
+	return &leaseLimits{SystemView: sys, maxTTL: sync.OnceValue(sys.MaxLeaseTTL), defaultTTL: sync.OnceValue(sys.DefaultLeaseTTL)}
+}
+
+// MaxLeaseTTL implements logical.SystemView.
+func (l *leaseLimits) MaxLeaseTTL() time.Duration { return l.maxTTL() }
+
+// DefaultLeaseTTL implements logical.SystemView.
+func (l *leaseLimits) DefaultLeaseTTL() time.Duration { return l.defaultTTL() }
 
 // effectiveMaxTTL is the role's max_ttl capped by the mount's (or system's) maximum.
 func effectiveMaxTTL(sys logical.SystemView, roleMax time.Duration) time.Duration {
@@ -119,7 +138,8 @@ func effectiveMaxTTL(sys logical.SystemView, roleMax time.Duration) time.Duratio
 
 // issue creates the credential upstream under a WAL entry, so that a crash or
 // failure at any point leaves nothing behind upstream for long.
-func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan, entry *connectionEntry, conn provider.Connection) (*logical.Response, error) {
+func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan, conn provider.Connection) (*logical.Response, error) {
+	entry := plan.conn
 	random, err := provider.RandomString(uniqueLen-len(entry.Tag), uniqueAlphabet)
 	if err != nil {
 		return nil, err
@@ -128,9 +148,13 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 	now := time.Now()
 	objectName := fmt.Sprintf("%s-%s-%s", b.namePrefix(plan.role), plan.roleName, unique)
 	wal := walIssue{Connection: plan.connName, Provider: entry.Provider, Role: plan.roleName, Name: objectName, RoleValues: plan.role.Values, CreatedAt: now.Unix()}
-	walID, err := putIssueWAL(ctx, s, wal)
-	if err != nil {
-		return nil, err
+	var walID string // stays empty for providers with nothing to roll back
+	if b.mayLeaveObjects(entry.Provider) {
+		// The error goes back unwrapped: on a performance standby it is
+		// exactly logical.ErrReadOnly, which makes Vault forward the request.
+		if walID, err = putIssueWAL(ctx, s, wal); err != nil {
+			return nil, err
+		}
 	}
 	cred, err := conn.Issue(ctx, provider.IssueRequest{
 		RoleName: plan.roleName, Role: plan.role.Values, Name: objectName,
@@ -164,7 +188,7 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 			return nil, fmt.Errorf("record %s in the inventory: %w", objectName, err)
 		}
 	}
-	if err := framework.DeleteWAL(ctx, s, walID); err != nil {
+	if err := deleteIssueWAL(ctx, s, walID); err != nil {
 		// A WAL entry left behind would later delete this live credential, so
 		// the credential goes now and the caller retries.
 		b.revokeNow(conn, plan.connName, cred.Ref)
@@ -188,6 +212,14 @@ func expiresTooSoon(providerName, objectName string, cred *provider.Credential) 
 	}
 	return &provider.UpstreamError{Provider: providerName, Op: "issue " + objectName,
 		Message: "the credential expires upstream at " + provider.Timestamp(cred.ExpiresAt) + ", too soon for a lease; check the clocks of Vault and the upstream"}
+}
+
+// mayLeaveObjects reports whether an interrupted issue of the provider can
+// leave something upstream for a rollback to delete.
+func (b *backend) mayLeaveObjects(providerName string) bool {
+	p, _ := b.providers.get(providerName)
+	free, ok := p.(provider.RollbackFree)
+	return !ok || !free.NothingToRollBack()
 }
 
 // namePrefix is the role's provider field marked NamePrefix, else "vault".
@@ -216,7 +248,7 @@ func (b *backend) rollbackNow(s logical.Storage, walID string, conn provider.Con
 	if !definite {
 		return
 	}
-	if err := framework.DeleteWAL(ctx, s, walID); err != nil {
+	if err := deleteIssueWAL(ctx, s, walID); err != nil {
 		b.Logger().Warn("could not clear the WAL entry of a rolled-back issue; the WAL rollback will clear it", "connection", wal.Connection, "object", wal.Name, "error", err)
 	}
 }

@@ -43,6 +43,15 @@ func putIssueWAL(ctx context.Context, s logical.Storage, entry walIssue) (string
 	return framework.PutWAL(ctx, s, walKindIssue, entry)
 }
 
+// deleteIssueWAL clears the WAL entry of a finished issue; walID is empty
+// when the issue wrote none.
+func deleteIssueWAL(ctx context.Context, s logical.Storage, walID string) error {
+	if walID == "" {
+		return nil
+	}
+	return framework.DeleteWAL(ctx, s, walID)
+}
+
 // walRollback is called by Vault for WAL entries older than walRollbackMinAge.
 // Returning nil deletes the entry.
 func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind string, data any) error {

@@ -49,6 +49,10 @@ func (Provider) RoleFields() []provider.Field { return nil }
 // ValidateRole implements provider.Provider.
 func (Provider) ValidateRole(provider.Values) error { return nil }
 
+// NothingToRollBack implements provider.RollbackFree: a minted token is no
+// object that could be found and deleted.
+func (Provider) NothingToRollBack() bool { return true }
+
 // Connect implements provider.Provider. The key's length is not enforced:
 // dStor documents 64 characters but older keys may differ, and dStor itself
 // is the judge at verify time.

@@ -59,6 +59,14 @@ type RootRotationCapable interface {
 	RotatesRoot() bool
 }
 
+// RollbackFree is implemented by providers whose Issue leaves nothing
+// upstream that Rollback could find and delete (a token that cannot be
+// revoked, a shared cached token). The engine writes no WAL entry for their
+// issues: it would guard nothing and cost two storage writes per credential.
+type RollbackFree interface {
+	NothingToRollBack() bool
+}
+
 // StaticRotator is implemented by connections that can take over an existing
 // upstream credential and regenerate its secret on a schedule (static roles).
 type StaticRotator interface {

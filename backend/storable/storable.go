@@ -58,6 +58,10 @@ func (Provider) RoleFields() []provider.Field { return nil }
 // ValidateRole implements provider.Provider.
 func (Provider) ValidateRole(provider.Values) error { return nil }
 
+// NothingToRollBack implements provider.RollbackFree: an issue creates
+// nothing upstream, at most it caches the shared token.
+func (Provider) NothingToRollBack() bool { return true }
+
 // Connect implements provider.Provider.
 func (Provider) Connect(cfg provider.ConnectionConfig) (provider.Connection, error) {
 	for _, name := range []string{fieldClientID, fieldClientSecret, fieldAPIKey} {
