@@ -242,7 +242,7 @@ func FuzzIssueResponse(f *testing.F) {
 			t.Fatal(err)
 		}
 		c := pc.(*connection)
-		c.client.MaxAttempts = 1 // a retry would only sleep
+		c.client.MaxAttempts, c.client.Gate = 1, nil // a retry or a wait at the gate would only sleep
 		leaseEnd := now.Add(24 * time.Hour)
 		cred, err := c.Issue(context.Background(), provider.IssueRequest{RoleName: "app", Name: "vault-app-x", TTL: time.Hour, ExpiresAt: leaseEnd})
 		if err != nil {

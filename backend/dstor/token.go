@@ -40,7 +40,7 @@ type connection struct {
 
 func newConnection(cfg provider.ConnectionConfig) *connection {
 	return &connection{
-		client: provider.Client{Provider: Name, BaseURL: cfg.BaseURL, HTTP: cfg.HTTPClient, Logger: cfg.Logger},
+		client: provider.Client{Provider: Name, BaseURL: cfg.BaseURL, HTTP: cfg.HTTPClient, Logger: cfg.Logger, Gate: &provider.RateGate{}},
 		apiKey: cfg.Values.String(fieldAPIKey),
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -52,6 +53,47 @@ type Client struct {
 	// MaxRetryWait is the longest Retry-After honoured (default 10s); a longer
 	// one ends the retries and is reported to the caller.
 	MaxRetryWait time.Duration
+	// Gate, when set, is shared by every client of one upstream account: a
+	// 429 with a Retry-After closes it for every call, and a call waiting at
+	// it spends no attempt (see RateGate).
+	Gate *RateGate
+}
+
+// maxGatedWaits bounds how often one request waits at a closed gate.
+const maxGatedWaits = 30
+
+// RateGate holds back every call through the clients that share it while
+// an upstream's Retry-After runs. Without it, concurrent callers (Vault
+// revoking hundreds of leases at once) each sleep out their own
+// Retry-After, retry at the same instant into the same exhausted limit and
+// use up their attempts doing so; with it they queue at the gate, and only
+// the upstream's answers, not the number of callers, decide the pace.
+type RateGate struct {
+	mu   sync.Mutex
+	open time.Time
+}
+
+// closeFor keeps the gate closed for at least d from now.
+func (g *RateGate) closeFor(d time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if until := time.Now().Add(d); until.After(g.open) {
+		g.open = until
+	}
+}
+
+// pass waits until the gate is open, or ctx ends. A nil gate is always open.
+func (g *RateGate) pass(ctx context.Context) error {
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	d := time.Until(g.open)
+	g.mu.Unlock()
+	if d <= 0 {
+		return nil
+	}
+	return Sleep(ctx, d)
 }
 
 // Request is one upstream call.
@@ -95,8 +137,18 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 		attempts = defaultMaxAttempts
 	}
 	backoff := firstBackoff
-	for attempt := 1; ; attempt++ {
+	for attempt, gated := 1, 0; ; attempt++ {
+		if err := c.Gate.pass(ctx); err != nil {
+			return nil, &UpstreamError{Provider: c.Provider, Op: r.Op, Err: err}
+		}
 		resp, err := c.send(ctx, r)
+		if after := c.gateWait(resp); after > 0 && gated < maxGatedWaits {
+			gated++
+			attempt-- // the upstream refused it unseen: not a failed attempt
+			c.Gate.closeFor(after)
+			c.Log().Debug("upstream rate limit: holding calls back", "provider", c.Provider, "op", r.Op, "wait", after)
+			continue
+		}
 		wait, retry := c.retryDecision(ctx, r, resp, err, backoff)
 		if !retry || attempt >= attempts {
 			if err != nil {
@@ -110,6 +162,18 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 		}
 		backoff = min(backoff*2, maxBackoff)
 	}
+}
+
+// gateWait is how long to close the gate after resp: the Retry-After of a
+// 429 when the client has a gate and the wait is one it honours, else 0.
+func (c *Client) gateWait(resp *Response) time.Duration {
+	if c.Gate == nil || resp == nil || resp.Status != http.StatusTooManyRequests {
+		return 0
+	}
+	if after := RetryAfter(resp.Header, time.Now()); after <= c.maxRetryWait() {
+		return after
+	}
+	return 0
 }
 
 // retryDecision says whether to try again and after how long.

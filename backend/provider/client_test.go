@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -217,5 +218,75 @@ func TestRandomString(t *testing.T) {
 	b, _ := RandomString(32, "ab")
 	if a == b {
 		t.Fatal("two random strings are equal")
+	}
+}
+
+// A 429 with a Retry-After closes the shared gate: the refused call goes
+// again once it opens without spending an attempt, and another client's call
+// waits at the gate instead of running into the same exhausted limit.
+func TestClient_RateGate(t *testing.T) {
+	var (
+		mu       sync.Mutex
+		arrivals []time.Time
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrivals = append(arrivals, time.Now())
+		first := len(arrivals) == 1
+		mu.Unlock()
+		if first {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	gate := &RateGate{}
+	// One attempt each: without the gate the 429 would be the answer.
+	a := &Client{Provider: "test", BaseURL: srv.URL, MaxAttempts: 1, Gate: gate}
+	b := &Client{Provider: "test", BaseURL: srv.URL, MaxAttempts: 1, Gate: gate}
+	results := make(chan *Response, 2)
+	go func() {
+		resp, _ := a.Do(context.Background(), Request{Op: "a", Method: http.MethodDelete, Path: "/a"})
+		results <- resp
+	}()
+	var closedUntil time.Time
+	for closedUntil.IsZero() {
+		time.Sleep(5 * time.Millisecond)
+		gate.mu.Lock()
+		closedUntil = gate.open
+		gate.mu.Unlock()
+	}
+	go func() {
+		resp, _ := b.Do(context.Background(), Request{Op: "b", Method: http.MethodDelete, Path: "/b"})
+		results <- resp
+	}()
+	for range 2 {
+		if resp := <-results; resp == nil || resp.Status != http.StatusOK {
+			t.Fatalf("a call ended with %#v, want 200 after the gate opened", resp)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(arrivals) != 3 {
+		t.Fatalf("%d calls reached the upstream, want 3 (the refused one, its retry, the other client's)", len(arrivals))
+	}
+	for _, at := range arrivals[1:] {
+		if at.Before(closedUntil) {
+			t.Fatalf("a call reached the upstream at %s, before the gate opened at %s", at, closedUntil)
+		}
+	}
+}
+
+// A 429 without a usable Retry-After leaves the gate open and spends an
+// attempt, as without a gate.
+func TestClient_RateGateNeedsRetryAfter(t *testing.T) {
+	srv, calls := scripted(t, http.Header{"Retry-After": {"0"}}, 429)
+	c := &Client{Provider: "test", BaseURL: srv.URL, MaxAttempts: 1, Gate: &RateGate{}}
+	resp, err := c.Do(context.Background(), Request{Op: "op", Method: http.MethodGet, Path: "/x"})
+	if err != nil || resp.Status != http.StatusTooManyRequests {
+		t.Fatalf("got %v, %v", resp, err)
+	}
+	if calls.Load() != 1 || !c.Gate.open.IsZero() {
+		t.Fatalf("%d calls for a 429 without a usable Retry-After and one attempt; gate closed until %s", calls.Load(), c.Gate.open)
 	}
 }

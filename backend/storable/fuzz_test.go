@@ -254,7 +254,7 @@ func FuzzIssueResponse(f *testing.F) {
 			t.Fatal(err)
 		}
 		c := pc.(*connection)
-		c.client.MaxAttempts = 1 // a retry would only sleep
+		c.client.MaxAttempts, c.client.Gate = 1, nil // a retry or a wait at the gate would only sleep
 		ttl := time.Duration(max(ttlSecs%(1<<33), -ttlSecs%(1<<33))) * time.Second
 		// Two leases: the second either reuses the cached token or fetches.
 		for i := 0; i < 2; i++ {

@@ -431,6 +431,7 @@ func FuzzUpstreamResponses(f *testing.F) {
 		}
 		c := pc.(*connection)
 		c.console.MaxAttempts, c.auth.MaxAttempts = 1, 1 // a retry would only sleep
+		c.console.Gate, c.auth.Gate = nil, nil
 		ctx := context.Background()
 		roleValues := provider.Values{fieldUserEmail: "app@example.com", fieldBuckets: []string{"assets"}, fieldPermissions: []string{"download", "list"}}
 		switch op % 6 {

@@ -35,6 +35,7 @@ func newConnection(cfg provider.ConnectionConfig) *connection {
 			BaseURL:  cfg.BaseURL,
 			HTTP:     cfg.HTTPClient,
 			Logger:   cfg.Logger,
+			Gate:     &provider.RateGate{},
 		},
 		username: cfg.Values.String(fieldUsername),
 		password: cfg.Values.String(fieldPassword),

@@ -262,7 +262,7 @@ func FuzzUpstreamResponses(f *testing.F) {
 			t.Fatal(err)
 		}
 		c := pc.(*connection)
-		c.client.MaxAttempts = 1 // a retry would only sleep
+		c.client.MaxAttempts, c.client.Gate = 1, nil // a retry or a wait at the gate would only sleep
 		ctx := context.Background()
 		fuzzedText := setCookie + retryAfter + contentType + string(body)
 		switch op % 6 {
