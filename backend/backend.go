@@ -5,7 +5,6 @@ package backend
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/errutil"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -78,8 +78,6 @@ type backend struct {
 	httpClient *http.Client
 	// now is the clock of the rotation schedule; tests move it.
 	now func() time.Time
-	// secretFields names the connection fields that hold secrets.
-	secretFields map[string]bool
 }
 
 // Factory returns a new, set-up instance of the engine.
@@ -98,8 +96,6 @@ func newBackend(providers *registry) *backend {
 		rootLocks:  locksutil.CreateLocks(),
 		httpClient: &http.Client{Timeout: provider.DefaultRequestTimeout},
 		now:        time.Now,
-
-		secretFields: providers.secretFields(),
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -129,25 +125,23 @@ func newBackend(providers *registry) *backend {
 	return b
 }
 
-// HandleRequest refuses a secret field given as a list or an object (say
-// api_token twice on the command line) before the framework's schema check
-// sees it: that check's message quotes the value.
+// HandleRequest checks the request's field values before the framework
+// does (see inputProblem).
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
-	for name, value := range req.Data {
-		if b.secretFields[name] && !isScalar(value) {
-			return logical.ErrorResponse("%s must be a single string: give it once, not as a list or an object", name), nil
-		}
+	if problem := b.inputProblem(req); problem != "" {
+		return logical.ErrorResponse(problem), nil
 	}
 	return b.Backend.HandleRequest(ctx, req)
 }
 
-// isScalar reports whether v is a value the framework turns into a string.
-func isScalar(v any) bool {
-	switch v.(type) {
-	case nil, string, bool, json.Number, float64, int, int64:
-		return true
+// HandleExistenceCheck checks the request's field values before the
+// framework does: Vault asks this before a write, and the framework's own
+// check would answer with the value quoted.
+func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (bool, bool, error) {
+	if problem := b.inputProblem(req); problem != "" {
+		return false, false, errutil.UserError{Err: problem}
 	}
-	return false
+	return b.Backend.HandleExistenceCheck(ctx, req)
 }
 
 // invalidate drops the cached upstream session of a connection whose config

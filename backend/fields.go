@@ -6,6 +6,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
 )
 
@@ -97,6 +100,53 @@ func publicValues(fields []provider.Field, values provider.Values) map[string]an
 		}
 	}
 	return out
+}
+
+// inputProblem parses the request's values as the framework will, field by
+// field in name order, and describes the first that does not parse, without
+// quoting it. The framework's own check quotes the value, which may be a
+// secret (api_token=a api_token=b makes a list), and goes through the fields
+// in random order, so two bad fields gave one of two answers.
+func (b *backend) inputProblem(req *logical.Request) string {
+	switch req.Operation {
+	case logical.RenewOperation, logical.RevokeOperation, logical.RollbackOperation:
+		return "" // they carry a lease's data, not fields
+	}
+	if len(req.Data) == 0 {
+		return ""
+	}
+	path := b.Route(req.Path)
+	if path == nil {
+		return ""
+	}
+	fd := &framework.FieldData{Raw: req.Data, Schema: path.Fields}
+	for _, name := range sortedKeys(req.Data) {
+		schema, known := path.Fields[name]
+		if !known {
+			continue
+		}
+		if _, _, err := fd.GetOkErr(name); err != nil {
+			return fmt.Sprintf("%s must be %s", name, expectedValue(schema.Type))
+		}
+	}
+	return ""
+}
+
+// expectedValue describes the values a field of type t takes.
+func expectedValue(t framework.FieldType) string {
+	switch t {
+	case framework.TypeBool:
+		return "true or false"
+	case framework.TypeInt, framework.TypeInt64:
+		return "a whole number"
+	case framework.TypeDurationSecond, framework.TypeSignedDurationSecond:
+		return "a duration: a number of seconds or a value such as 90s, 15m or 24h"
+	case framework.TypeCommaStringSlice, framework.TypeStringSlice:
+		return "a list of strings, or one comma-separated string"
+	case framework.TypeString, framework.TypeLowerCaseString, framework.TypeNameString:
+		return "a single string: give it once, not as a list or an object"
+	}
+	return "a value of type " + t.String()
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -2,9 +2,11 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/vault/sdk/helper/errutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -78,9 +80,11 @@ func TestConfig_BadInputIs400AndStoresNothing(t *testing.T) {
 		{"wrong password", "config/c", map[string]any{"password": "wrong-password-123"}, nil, "verify_connection failed"},
 		{"unknown handle", "config/c", map[string]any{"username": "nobody"}, nil, "HTTP 404"},
 		{"no key permission", "config/c", map[string]any{"username": memberHandle, "password": memberPass}, nil, "USE_PERSONAL_ACCESS_KEYS"},
-		{"bad bool", "config/c", map[string]any{"verify_connection": "maybe"}, nil, ""},
+		{"bad bool", "config/c", map[string]any{"verify_connection": "maybe"}, nil, "verify_connection must be true or false"},
 		{"base_url ending in ?", "config/c", map[string]any{"base_url": "https://forum.example.com?"}, nil, "must not have a query"},
 		{"password given twice", "config/c", map[string]any{"password": []any{"first-secret-1", "second-secret-2"}}, nil, "password must be a single string"},
+		{"two bad values: the first by name", "config/c", map[string]any{"verify_connection": "maybe", "password": map[string]any{"k": "secret-3"}, "allowed_roles": map[string]any{"a": "b"}}, nil, "allowed_roles must be a list of strings"},
+		{"bad duration", "config/c", map[string]any{"rotation_period": "soon"}, nil, "rotation_period must be a duration"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,22 +93,29 @@ func TestConfig_BadInputIs400AndStoresNothing(t *testing.T) {
 			for _, k := range tc.drop {
 				delete(data, k)
 			}
-			resp, err := env.request(logical.CreateOperation, tc.path, data)
-			if tc.want == "" {
-				// The framework itself rejects a value of the wrong type.
-				if err == nil && (resp == nil || !resp.IsError()) {
-					t.Fatalf("want an error, got %#v", resp)
-				}
-			} else {
-				env.mustBadRequest(logical.CreateOperation, tc.path, data, tc.want)
-				if msg := respError(resp); strings.Contains(msg, "secret-") {
-					t.Fatalf("the error quotes a secret: %s", msg)
-				}
+			env.mustBadRequest(logical.CreateOperation, tc.path, data, tc.want)
+			resp, _ := env.request(logical.CreateOperation, tc.path, data)
+			if msg := respError(resp); strings.Contains(msg, "secret-") {
+				t.Fatalf("the error quotes a secret: %s", msg)
 			}
 			if keys, _ := env.storage.List(context.Background(), "config/"); len(keys) != 0 {
 				t.Fatalf("a failed write stored %v", keys)
 			}
 		})
+	}
+}
+
+// Vault runs the existence check before a write; the framework's own field
+// check there would quote the value.
+func TestConfig_ExistenceCheckNeverQuotesValues(t *testing.T) {
+	env := newTestEnv(t)
+	_, _, err := env.b.HandleExistenceCheck(context.Background(), &logical.Request{
+		Operation: logical.CreateOperation, Path: "config/c", Storage: env.storage,
+		Data: map[string]any{"provider": "katapult", "api_token": []any{"secret-a", "secret-b"}},
+	})
+	var userErr errutil.UserError
+	if !errors.As(err, &userErr) || !strings.Contains(err.Error(), "api_token must be a single string") || strings.Contains(err.Error(), "secret-") {
+		t.Fatalf("existence check: %v", err)
 	}
 }
 

@@ -67,19 +67,6 @@ func (r *registry) fieldOwners(fields func(provider.Provider) []provider.Field) 
 	return owners
 }
 
-// secretFields names every connection field that holds a secret.
-func (r *registry) secretFields() map[string]bool {
-	secret := map[string]bool{}
-	for _, p := range r.byName {
-		for _, f := range p.ConnectionFields() {
-			if f.Secret {
-				secret[f.Name] = true
-			}
-		}
-	}
-	return secret
-}
-
 // schema merges the providers' fields into Vault field schemas. Providers may
 // share a field name only with the same type; each description says which
 // providers use the field.

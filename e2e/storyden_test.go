@@ -188,13 +188,18 @@ func TestStoryden_BadInputIs400AndStoresNothing(t *testing.T) {
 		{"url with /api", []string{"config/c", "provider=storyden", "base_url=" + url + "/api", "username=" + sdAdmin, "password=" + sdPassword}, "without /api"},
 		{"wrong password", []string{"config/c", "provider=storyden", "base_url=" + url, "username=" + sdAdmin, "password=not-the-password"}, "verify_connection failed"},
 		{"bad name", []string{"config/bad!name", "provider=storyden", "base_url=" + url, "username=" + sdAdmin, "password=" + sdPassword}, "is not valid"},
+		{"password given twice", []string{"config/c", "provider=storyden", "base_url=" + url, "username=" + sdAdmin, "password=" + sdPassword, "password=also-" + sdPassword}, "password must be a single string"},
 		{"role without connection", []string{"roles/r", "ttl=1m"}, "connection is required"},
 		{"role ttl above max", []string{"roles/r", "connection=c", "ttl=2h", "max_ttl=1h"}, "does not exist"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"write", f.mount + "/" + tc.args[0]}, tc.args[1:]...)
-			wantCLIError(t, cli(t, "", args...), "400", tc.want)
+			r := cli(t, "", args...)
+			wantCLIError(t, r, "400", tc.want)
+			if strings.Contains(r.stderr, sdPassword) {
+				t.Fatalf("the error quotes the password: %s", r.stderr)
+			}
 		})
 	}
 	for _, list := range []string{"config", "roles"} {

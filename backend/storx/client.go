@@ -241,7 +241,7 @@ func (c *connection) readToken(op string, resp *provider.Response, cookie string
 		return session{}, nil, err
 	}
 	if body.Error != "" {
-		return session{}, &provider.UpstreamError{Provider: Name, Op: op, Status: resp.Status, Message: provider.CleanMessage(c.redact(body.Error))}, nil
+		return session{}, &provider.UpstreamError{Provider: Name, Op: op, Status: resp.Status, Message: c.mask(body.Error)}, nil
 	}
 	token := body.Token
 	if token == "" {
@@ -281,8 +281,7 @@ func cookieValue(h http.Header, name string) string {
 // upstreamError reads an error body, the satellite's {"error":…} or the
 // auth service's plain text, with every secret of the connection masked.
 func (c *connection) upstreamError(op string, resp *provider.Response, secrets ...string) *provider.UpstreamError {
-	msg := c.redact(messageOf(resp.Body), secrets...)
-	ue := &provider.UpstreamError{Provider: Name, Op: op, Status: resp.Status, Message: provider.CleanMessage(msg)}
+	ue := &provider.UpstreamError{Provider: Name, Op: op, Status: resp.Status, Message: c.mask(messageOf(resp.Body), secrets...)}
 	if resp.Status == http.StatusTooManyRequests {
 		ue.RetryAfter = provider.RetryAfter(resp.Header, timeNow())
 	}
@@ -313,6 +312,14 @@ func messageOf(body []byte) string {
 // ordinary words ("x" in "exceeded"), which would garble the message and
 // protect nothing.
 const minRedactedLen = 6
+
+// mask cleans upstream text for an error message with every secret masked,
+// before and after its whitespace is collapsed: "grant  passphrase" hides
+// the password "rant p" only until its two spaces become one.
+func (c *connection) mask(text string, secrets ...string) string {
+	text = strings.Join(strings.Fields(c.redact(text, secrets...)), " ")
+	return provider.CleanMessage(c.redact(text, secrets...))
+}
 
 // redact masks the connection's password and passphrase, and the other
 // secrets given, wherever an upstream echoes them in an error message.
