@@ -237,6 +237,15 @@ func targetLines(res *results) []string {
 			out = append(out, fmt.Sprintf("%s creds read / KV read at 0 ms, p50: %.2f (target ≤ %.1f): %s", r.provider, got, targetKVRatio, verdict(got <= targetKVRatio)))
 		}
 	}
+	if len(res.cli.steps) > 0 {
+		// The target as the issue words it: against the `vault kv get`
+		// command, whose process start-up both sides pay.
+		kv50 := percentile(res.cli.steps[0].durations, 50)
+		for _, s := range res.cli.steps[1:] {
+			got := ratio(percentile(s.durations, 50), kv50)
+			out = append(out, fmt.Sprintf("%s / `vault kv get` through the CLI, p50: %.2f (target ≤ %.1f): %s", s.label, got, targetKVRatio, verdict(got <= targetKVRatio)))
+		}
+	}
 	for _, r := range res.latency {
 		if r.latencyMS == 0 {
 			per := r.callsPerCred()
