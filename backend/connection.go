@@ -66,14 +66,7 @@ func getConnection(ctx context.Context, s logical.Storage, name string) (*connec
 // putConnection stores e under a new generation.
 func putConnection(ctx context.Context, s logical.Storage, name string, e *connectionEntry) error {
 	e.Generation++
-	entry, err := logical.StorageEntryJSON(configStoragePrefix+name, e)
-	if err != nil {
-		return fmt.Errorf("encode connection %q: %w", name, err)
-	}
-	if err := s.Put(ctx, entry); err != nil {
-		return fmt.Errorf("write connection %q: %w", name, err)
-	}
-	return nil
+	return writeStored(ctx, s, configStoragePrefix+name, fmt.Sprintf("connection %q", name), e)
 }
 
 // connectionCache keeps one live provider connection (and so one upstream

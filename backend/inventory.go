@@ -34,11 +34,7 @@ func inventoryKey(connection, name string) string {
 }
 
 func putInventory(ctx context.Context, s logical.Storage, connection string, e *inventoryEntry) error {
-	entry, err := logical.StorageEntryJSON(inventoryKey(connection, e.Name), e)
-	if err != nil {
-		return err
-	}
-	return s.Put(ctx, entry)
+	return writeStored(ctx, s, inventoryKey(connection, e.Name), fmt.Sprintf("inventory entry %s/%s", connection, e.Name), e)
 }
 
 func getInventory(ctx context.Context, s logical.Storage, connection, name string) (*inventoryEntry, error) {

@@ -43,15 +43,7 @@ func (b *backend) pathConfig() []*framework.Path {
 	automatedrotationutil.AddAutomatedRotationFields(fields)
 
 	return []*framework.Path{
-		{
-			Pattern:      "config/?$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "connections"},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: listUnder(configStoragePrefix), Summary: "List connection names."},
-			},
-			HelpSynopsis:    "List the configured connections.",
-			HelpDescription: "Lists the names of every connection written to config/NAME.",
-		},
+		listPath(configStoragePrefix, "connections", "connection"),
 		{
 			Pattern:        "config/" + framework.MatchAllRegex(fieldName),
 			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "connection"},
@@ -111,14 +103,25 @@ func existsUnder(prefix string) framework.ExistenceFunc {
 	}
 }
 
-// listUnder lists the names stored under prefix.
-func listUnder(prefix string) framework.OperationFunc {
-	return func(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+// listPath lists the names of the entries written to prefix+NAME (prefix is
+// both the path and the storage prefix, e.g. "roles/"). suffix names the
+// operation in OpenAPI ("roles"), noun one entry ("role").
+func listPath(prefix, suffix, noun string) *framework.Path {
+	list := func(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 		names, err := req.Storage.List(ctx, prefix)
 		if err != nil {
 			return nil, err
 		}
 		return logical.ListResponse(names), nil
+	}
+	return &framework.Path{
+		Pattern:      prefix + "?$",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: suffix},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ListOperation: &framework.PathOperation{Callback: list, Summary: "List " + noun + " names."},
+		},
+		HelpSynopsis:    "List the " + noun + "s.",
+		HelpDescription: "Lists the names of every " + noun + " written to " + prefix + "NAME.",
 	}
 }
 

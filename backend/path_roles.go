@@ -50,15 +50,7 @@ func (b *backend) pathRoles() []*framework.Path {
 		Description: "Maximum lease TTL; also the upstream expiry where the provider supports one. 0 uses the mount's, then the system's maximum."}
 
 	return []*framework.Path{
-		{
-			Pattern:      "roles/?$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "roles"},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: listUnder(roleStoragePrefix), Summary: "List role names."},
-			},
-			HelpSynopsis:    "List the roles.",
-			HelpDescription: "Lists the names of every role written to roles/NAME.",
-		},
+		listPath(roleStoragePrefix, "roles", "role"),
 		{
 			Pattern:        "roles/" + framework.MatchAllRegex(fieldName),
 			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "role"},
@@ -195,11 +187,7 @@ func applyTTLs(role *roleEntry, d *framework.FieldData) string {
 }
 
 func (b *backend) storeRole(ctx context.Context, req *logical.Request, name string, role *roleEntry) (*logical.Response, error) {
-	entry, err := logical.StorageEntryJSON(roleStoragePrefix+name, role)
-	if err != nil {
-		return nil, err
-	}
-	if err := req.Storage.Put(ctx, entry); err != nil {
+	if err := writeStored(ctx, req.Storage, roleStoragePrefix+name, fmt.Sprintf("role %q", name), role); err != nil {
 		return nil, err
 	}
 	var resp *logical.Response

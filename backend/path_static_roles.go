@@ -42,24 +42,12 @@ func getStaticRole(ctx context.Context, s logical.Storage, name string) (*static
 }
 
 func putStaticRole(ctx context.Context, s logical.Storage, name string, role *staticRoleEntry) error {
-	entry, err := logical.StorageEntryJSON(staticRoleStoragePrefix+name, role)
-	if err != nil {
-		return err
-	}
-	return s.Put(ctx, entry)
+	return writeStored(ctx, s, staticRoleStoragePrefix+name, fmt.Sprintf("static role %q", name), role)
 }
 
 func (b *backend) pathStaticRoles() []*framework.Path {
 	return []*framework.Path{
-		{
-			Pattern:      "static-roles/?$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "static-roles"},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: listUnder(staticRoleStoragePrefix), Summary: "List static role names."},
-			},
-			HelpSynopsis:    "List the static roles.",
-			HelpDescription: "Lists the names of every static role written to static-roles/NAME.",
-		},
+		listPath(staticRoleStoragePrefix, "static-roles", "static role"),
 		{
 			Pattern:      "static-roles/" + framework.MatchAllRegex(fieldName),
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "static-role"},

@@ -23,3 +23,15 @@ func readStored[T any](ctx context.Context, s logical.Storage, key, what string)
 	}
 	return &v, nil
 }
+
+// writeStored stores v as JSON at key. what names the entry in errors.
+func writeStored(ctx context.Context, s logical.Storage, key, what string, v any) error {
+	entry, err := logical.StorageEntryJSON(key, v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", what, err)
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("write %s: %w", what, err)
+	}
+	return nil
+}
