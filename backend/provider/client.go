@@ -308,3 +308,15 @@ func DecodeJSON(provider, op string, resp *Response, v any) error {
 }
 
 var errMalformed = errors.New("malformed response")
+
+// CookieValue is the value of the named cookie in a response's Set-Cookie
+// headers, "" when it is missing or empty. net/http's parser has already
+// dropped values that could not be sent back in a Cookie header.
+func CookieValue(h http.Header, name string) string {
+	for _, ck := range (&http.Response{Header: h}).Cookies() {
+		if ck.Name == name && ck.Value != "" {
+			return ck.Value
+		}
+	}
+	return ""
+}

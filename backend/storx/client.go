@@ -245,7 +245,7 @@ func (c *connection) readToken(op string, resp *provider.Response, cookie string
 	}
 	token := body.Token
 	if token == "" {
-		token = cookieValue(resp.Header, cookie)
+		token = provider.CookieValue(resp.Header, cookie)
 	}
 	switch {
 	case token == "":
@@ -267,15 +267,6 @@ func isCookieValue(s string) bool {
 		}
 	}
 	return true
-}
-
-func cookieValue(h http.Header, name string) string {
-	for _, ck := range (&http.Response{Header: h}).Cookies() {
-		if ck.Name == name && ck.Value != "" {
-			return ck.Value
-		}
-	}
-	return ""
 }
 
 // upstreamError reads an error body, the satellite's {"error":…} or the

@@ -147,7 +147,7 @@ func FuzzReadToken(f *testing.F) {
 		case err != nil:
 			offered := parsed.Token
 			if offered == "" {
-				offered = cookieValue(resp.Header, developerCookie)
+				offered = provider.CookieValue(resp.Header, developerCookie)
 			}
 			// Only a token that can go back in a Cookie header is usable.
 			usable := offered != "" && !strings.ContainsFunc(offered, outsideCookieValue)
@@ -162,7 +162,7 @@ func FuzzReadToken(f *testing.F) {
 		}
 		want := parsed.Token
 		if want == "" {
-			want = cookieValue(resp.Header, developerCookie)
+			want = provider.CookieValue(resp.Header, developerCookie)
 		}
 		if s.token == "" || s.token != want {
 			t.Fatalf("token %q, want %q", s.token, want)

@@ -112,7 +112,7 @@ func (c *connection) signIn(ctx context.Context, password string) (string, error
 	default:
 		return "", upstreamError(req.Op, resp)
 	}
-	session := cookieValue(resp.Header, sessionCookie)
+	session := provider.CookieValue(resp.Header, sessionCookie)
 	if session == "" {
 		return "", &provider.UpstreamError{Provider: Name, Op: req.Op, Status: resp.Status, Message: "the response set no " + sessionCookie + " cookie"}
 	}
@@ -142,15 +142,6 @@ func (c *connection) authed(ctx context.Context, req provider.Request) (*provide
 		c.client.Log().Debug("storyden session refused; signing in again", "username", c.username)
 		c.dropSession(session)
 	}
-}
-
-func cookieValue(h http.Header, name string) string {
-	for _, ck := range (&http.Response{Header: h}).Cookies() {
-		if ck.Name == name && ck.Value != "" {
-			return ck.Value
-		}
-	}
-	return ""
 }
 
 // upstreamError reads both of Storyden's error bodies: RFC 7807 problem

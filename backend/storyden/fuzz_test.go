@@ -86,7 +86,7 @@ func FuzzCookieValue(f *testing.F) {
 		for _, line := range strings.Split(lines, "\n") {
 			h.Add("Set-Cookie", line)
 		}
-		got := cookieValue(h, sessionCookie)
+		got := provider.CookieValue(h, sessionCookie)
 		if got != "" {
 			if strings.ContainsAny(got, ";\"\\") || strings.ContainsFunc(got, func(r rune) bool { return r < 0x20 || r >= 0x7f }) {
 				t.Fatalf("session %q cannot be sent back in a Cookie header", got)
@@ -104,7 +104,7 @@ func FuzzCookieValue(f *testing.F) {
 		for _, line := range strings.Split(lines, "\n") {
 			h.Add("Set-Cookie", line)
 		}
-		if got := cookieValue(h, sessionCookie); got != value {
+		if got := provider.CookieValue(h, sessionCookie); got != value {
 			t.Fatalf("Set-Cookie %q read as %q", ck.String(), got)
 		}
 	})

@@ -215,7 +215,7 @@ func (c *connection) RotateRoot(ctx context.Context, stage func(provider.Values)
 	}
 	c.mu.Lock()
 	c.password = newPassword
-	if session := cookieValue(resp.Header, sessionCookie); session != "" {
+	if session := provider.CookieValue(resp.Header, sessionCookie); session != "" {
 		c.session = session
 	}
 	c.mu.Unlock()

@@ -88,10 +88,10 @@ func TestCookieValue(t *testing.T) {
 		"other=1; Path=/",
 		"storyden-session=abc123; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=7776000",
 	}}
-	if got := cookieValue(h, sessionCookie); got != "abc123" {
+	if got := provider.CookieValue(h, sessionCookie); got != "abc123" {
 		t.Fatalf("cookieValue = %q", got)
 	}
-	if got := cookieValue(http.Header{"Set-Cookie": {"storyden-session=; Max-Age=0"}}, sessionCookie); got != "" {
+	if got := provider.CookieValue(http.Header{"Set-Cookie": {"storyden-session=; Max-Age=0"}}, sessionCookie); got != "" {
 		t.Fatalf("a clearing cookie must read as none, got %q", got)
 	}
 }
