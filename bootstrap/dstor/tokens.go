@@ -53,21 +53,8 @@ type issuedToken struct {
 }
 
 func (t issuedToken) object(now time.Time) sandbox.Object {
-	live := now.Before(t.expiresAt)
-	state := "valid"
-	if !live {
-		state = "expired"
-	}
-	expires := t.expiresAt
-	return sandbox.Object{
-		Kind:      "temp_token",
-		ID:        t.fingerprint,
-		Owner:     t.account,
-		Live:      live,
-		State:     state,
-		ExpiresAt: &expires,
-		Extra:     map[string]any{"issued_at": t.issuedAt, "x_expiration": t.expiration},
-	}
+	return sandbox.TokenObject("temp_token", t.fingerprint, t.account, t.expiresAt, now,
+		map[string]any{"issued_at": t.issuedAt, "x_expiration": t.expiration})
 }
 
 // issueToken is GET /v1/dev/temp-token. Only the api-key header is read:

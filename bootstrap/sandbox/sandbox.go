@@ -51,3 +51,15 @@ type Object struct {
 	// Extra holds upstream-specific details worth showing.
 	Extra map[string]any `json:"extra,omitempty"`
 }
+
+// TokenObject is a bearer token that is live, "valid", until it expires,
+// then "expired": the shape of every token an emulator signs and cannot
+// revoke.
+func TokenObject(kind, id, owner string, expiresAt, now time.Time, extra map[string]any) Object {
+	live := now.Before(expiresAt)
+	state := "valid"
+	if !live {
+		state = "expired"
+	}
+	return Object{Kind: kind, ID: id, Owner: owner, Live: live, State: state, ExpiresAt: &expiresAt, Extra: extra}
+}

@@ -51,21 +51,8 @@ type issuedToken struct {
 }
 
 func (t *issuedToken) object(now time.Time) sandbox.Object {
-	live := now.Before(t.expiresAt)
-	state := "valid"
-	if !live {
-		state = "expired"
-	}
-	expires := t.expiresAt
-	return sandbox.Object{
-		Kind:      "access_token",
-		ID:        t.id,
-		Owner:     t.clientID,
-		Live:      live,
-		State:     state,
-		ExpiresAt: &expires,
-		Extra:     map[string]any{"created_at": t.createdAt, "served": t.served},
-	}
+	return sandbox.TokenObject("access_token", t.id, t.clientID, t.expiresAt, now,
+		map[string]any{"created_at": t.createdAt, "served": t.served})
 }
 
 // issueToken is POST /auth/token. Checks run in API Gateway's order:
