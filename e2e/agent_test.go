@@ -121,7 +121,7 @@ func startAgent(t *testing.T, dir, config string) *vaultAgent {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	cmd := exec.CommandContext(ctx, vault.bin, "agent", "-config="+configPath)
+	cmd := exec.CommandContext(ctx, vault.Bin, "agent", "-config="+configPath)
 	// Only the config points the agent at Vault: no VAULT_* from this process.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "VAULT_") {
@@ -259,7 +259,7 @@ auto_auth {
     }
   }
 }
-`, vault.addr, tokenPath)
+`, vault.Addr, tokenPath)
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	t.Cleanup(stopWatching)
 	for _, p := range providers {

@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	storydenemu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storyden"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/devvault"
 )
 
 // raftCluster is the 3-node cluster scripts/raft-cluster.sh started.
@@ -49,7 +50,7 @@ func startRaftCluster(t *testing.T, dir string) *raftCluster {
 	ports := map[int]bool{}
 	var list []string
 	for len(list) < 6 {
-		port, err := freePort()
+		port, err := devvault.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +62,7 @@ func startRaftCluster(t *testing.T, dir string) *raftCluster {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "../scripts/raft-cluster.sh", "start")
-	cmd.Env = append(os.Environ(), "VAULT_BIN="+vault.bin, "RUN_DIR="+c.runDir, "PLUGIN_BINARY="+plugin,
+	cmd.Env = append(os.Environ(), "VAULT_BIN="+vault.Bin, "RUN_DIR="+c.runDir, "PLUGIN_BINARY="+plugin,
 		"PLUGIN_VERSION="+pluginVersion, "PLUGIN_ENV="+walMinAgeEnv+"=5s",
 		"RAFT_PORTS="+strings.Join(list, " "), "VAULT_LOG_LEVEL=debug")
 	var stderr strings.Builder

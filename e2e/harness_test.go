@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,31 +17,27 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/api"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/devvault"
 )
 
 // pluginVersion is built into the binary and registered in Vault's catalog.
 var pluginVersion = envOr("PLUGIN_VERSION", "v0.1.0")
 
-const pluginName = "vault-plugin-secrets-apikeys"
+const pluginName = devvault.PluginName
 
 // vault is the one server every test in the package shares.
 var vault *vaultServer
 
+// vaultServer is the dev server with an API client on it.
 type vaultServer struct {
-	bin     string
-	addr    string
-	token   string
-	dir     string
-	cmd     *exec.Cmd
-	client  *api.Client
-	logPath string
+	*devvault.Server
+	client *api.Client
 }
 
 func TestMain(m *testing.M) {
@@ -60,7 +55,7 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	bin, err := vaultBinary()
+	bin, err := devvault.Binary("..")
 	if err != nil {
 		return 0, err
 	}
@@ -72,12 +67,12 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer vault.stop()
+	defer vault.Stop()
 	if out, err := vault.script("../scripts/register-plugin.sh", plugin); err != nil {
 		return 0, fmt.Errorf("register the plugin: %v\n%s", err, out)
 	}
 	code := m.Run()
-	if leaked := leakedSecrets(vault.log()); len(leaked) > 0 {
+	if leaked := leakedSecrets(vault.Log()); len(leaked) > 0 {
 		fmt.Fprintf(os.Stderr, "e2e: the vault server log (trace level, plugin included) contains secrets: %s\n", strings.Join(leaked, ", "))
 		code = 1
 	}
@@ -125,103 +120,31 @@ func envOr(name, fallback string) string {
 	return fallback
 }
 
-// vaultBinary is $VAULT_BIN, or the cached build from scripts/build-vault.sh.
-func vaultBinary() (string, error) {
-	if bin := os.Getenv("VAULT_BIN"); bin != "" {
-		return bin, nil
-	}
-	out, err := exec.Command("../scripts/build-vault.sh").Output()
-	if err != nil {
-		return "", fmt.Errorf("scripts/build-vault.sh: %w", err)
-	}
-	return strings.TrimSpace(string(out)), nil
-}
-
+// buildPlugin builds this clone's plugin, at pluginVersion, into dir.
 func buildPlugin(dir string) (string, error) {
-	path := filepath.Join(dir, pluginName)
-	ldflags := "-X github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend.Version=" + pluginVersion
-	cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", path, "../cmd/"+pluginName)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build the plugin: %v\n%s", err, out)
-	}
-	return path, nil
+	return devvault.BuildPlugin(context.Background(), "..", dir, pluginName, pluginVersion)
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
+// startVault runs the shared dev server, at trace level so that the secret
+// scan sees everything the plugin logs.
 func startVault(bin, dir string) (*vaultServer, error) {
-	port, err := freePort()
+	server, err := devvault.Start(bin, dir, "trace", "")
 	if err != nil {
-		return nil, err
-	}
-	config := filepath.Join(dir, "plugins.hcl")
-	if err := os.WriteFile(config, []byte(fmt.Sprintf("plugin_directory = %q\n", filepath.Join(dir, "plugins"))), 0o600); err != nil {
-		return nil, err
-	}
-	v := &vaultServer{bin: bin, addr: fmt.Sprintf("http://127.0.0.1:%d", port), token: "root", dir: dir, logPath: filepath.Join(dir, "vault.log")}
-	logFile, err := os.Create(v.logPath)
-	if err != nil {
-		return nil, err
-	}
-	v.cmd = exec.Command(bin, "server", "-dev", "-dev-root-token-id="+v.token,
-		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port), "-config="+config, "-log-level=trace")
-	v.cmd.Stdout, v.cmd.Stderr = logFile, logFile
-	// Its own process group, so stop can end the plugin processes too.
-	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := v.cmd.Start(); err != nil {
 		return nil, err
 	}
 	cfg := api.DefaultConfig()
-	cfg.Address = v.addr
-	if v.client, err = api.NewClient(cfg); err != nil {
+	cfg.Address = server.Addr
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		server.Stop()
 		return nil, err
 	}
-	v.client.SetToken(v.token)
-	return v, v.waitReady(30 * time.Second)
-}
-
-func (v *vaultServer) waitReady(limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if health, err := v.client.Sys().Health(); err == nil && health.Initialized && !health.Sealed {
-			return nil
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	v.dumpLog()
-	return fmt.Errorf("vault did not become ready within %s", limit)
-}
-
-// stop asks Vault to shut down (it stops its plugin processes), and kills
-// the whole process group if it has not exited within ten seconds.
-func (v *vaultServer) stop() {
-	if v.cmd == nil || v.cmd.Process == nil {
-		return
-	}
-	_ = v.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() {
-		_, _ = v.cmd.Process.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-	}
-	_ = syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
-	<-done
+	client.SetToken(server.Token)
+	return &vaultServer{Server: server, client: client}, nil
 }
 
 func (v *vaultServer) env() []string {
-	return append(os.Environ(), "VAULT_ADDR="+v.addr, "VAULT_TOKEN="+v.token, "VAULT_BIN="+v.bin,
+	return append(os.Environ(), "VAULT_ADDR="+v.Addr, "VAULT_TOKEN="+v.Token, "VAULT_BIN="+v.Bin,
 		"PLUGIN_VERSION="+pluginVersion, "VAULT_FORMAT=json")
 }
 
@@ -232,17 +155,8 @@ func (v *vaultServer) script(path string, args ...string) (string, error) {
 	return string(out), err
 }
 
-func (v *vaultServer) log() string {
-	data, _ := os.ReadFile(v.logPath)
-	return string(data)
-}
-
 func (v *vaultServer) dumpLog() {
-	lines := strings.Split(v.log(), "\n")
-	if len(lines) > 80 {
-		lines = lines[len(lines)-80:]
-	}
-	fmt.Fprintf(os.Stderr, "--- last lines of the vault server log ---\n%s\n", strings.Join(lines, "\n"))
+	fmt.Fprintf(os.Stderr, "--- last lines of the vault server log ---\n%s\n", devvault.LogTail(v.LogPath, 80))
 }
 
 // cliResult is one run of the vault CLI.
@@ -256,7 +170,7 @@ func cli(t *testing.T, stdin string, args ...string) cliResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, vault.bin, args...)
+	cmd := exec.CommandContext(ctx, vault.Bin, args...)
 	cmd.Env = vault.env()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

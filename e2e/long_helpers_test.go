@@ -25,6 +25,7 @@ import (
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 	storydenemu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storyden"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/devvault"
 )
 
 // walMinAgeEnv is what the plugin reads its WAL rollback's minimum age from.
@@ -35,7 +36,7 @@ const walMinAgeEnv = "APIKEYS_WAL_ROLLBACK_MIN_AGE"
 func runVault(addr, token, stdin string, limit time.Duration, extraEnv []string, args ...string) cliResult {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, vault.bin, args...)
+	cmd := exec.CommandContext(ctx, vault.Bin, args...)
 	// No redirects: a standby's answer is its own (forwarded to the active
 	// node, or an error), never the client retrying elsewhere.
 	cmd.Env = append(append(os.Environ(), "VAULT_ADDR="+addr, "VAULT_TOKEN="+token, "VAULT_FORMAT=json",
@@ -151,19 +152,6 @@ func killGroup(pgid int) {
 	}
 }
 
-// logTail is the last n lines of the file at path.
-func logTail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", path, err)
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // pluginLines are the lines of a Vault log the plugin wrote, plus the
 // rollback manager's and expiration manager's: what explains a leftover key.
 func pluginLines(path string, n int) string {
@@ -190,7 +178,7 @@ func dumpLogsOnFailure(t *testing.T, logs ...string) {
 		}
 		for _, path := range logs {
 			t.Logf("--- %s: plugin, rollback and expiration lines ---\n%s", path, pluginLines(path, 60))
-			t.Logf("--- %s: last lines ---\n%s", path, logTail(path, 80))
+			t.Logf("--- %s: last lines ---\n%s", path, devvault.LogTail(path, 80))
 		}
 	})
 }
@@ -248,7 +236,7 @@ type fileVault struct {
 // its plugin directory at dir/plugins; it does not start it.
 func newFileVault(t *testing.T, dir string) *fileVault {
 	t.Helper()
-	port, err := freePort()
+	port, err := devvault.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +272,7 @@ func (v *fileVault) start() {
 	defer logFile.Close()
 	v.starts++
 	fmt.Fprintf(logFile, "===== test: start %d of the server =====\n", v.starts)
-	v.cmd = exec.Command(vault.bin, "server", "-config="+v.config, "-log-level=trace")
+	v.cmd = exec.Command(vault.Bin, "server", "-config="+v.config, "-log-level=trace")
 	v.cmd.Stdout, v.cmd.Stderr = logFile, logFile
 	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := v.cmd.Start(); err != nil {
@@ -301,7 +289,7 @@ func (v *fileVault) start() {
 		}
 		select {
 		case <-exited:
-			v.t.Fatalf("vault exited during start:\n%s", logTail(v.logPath, 40))
+			v.t.Fatalf("vault exited during start:\n%s", devvault.LogTail(v.logPath, 40))
 		default:
 		}
 		if time.Now().After(deadline) {

@@ -162,7 +162,7 @@ func TestMassRevoke_ThousandStorydenLeasesUnderUpstream429s(t *testing.T) {
 	}
 	served := wave + burst + withRA + withoutRA
 	deletes := srv.Calls()["DELETE /api/auth/access-keys/{id}"]
-	vaultLog := vault.log()
+	vaultLog := vault.Log()
 	failed := mrLogLines(vaultLog, "failed to revoke lease", "lease_id="+prefix+"/")
 	irrevocable := mrLogLines(vaultLog, "marking lease as irrevocable", "lease_id="+prefix+"/")
 	t.Logf("vault lease revoke -prefix %s (%d leases): queued in %s; %d live keys upstream and %d leases in Vault after %s",

@@ -150,8 +150,8 @@ func TestStoryden_FailingUpstreamDeleteIsRetried(t *testing.T) {
 	wantCLIError(t, cli(t, "", "lease", "revoke", "-sync", secret.LeaseID), "400", "HTTP 500")
 	mustCLI(t, "", "lease", "revoke", secret.LeaseID) // queued: Vault retries it on its own
 	eventually(t, 10*time.Second, "the failed revoke reaching Vault's log", func() bool {
-		return strings.Contains(vault.log(), "failed to revoke lease: lease_id="+secret.LeaseID) &&
-			strings.Contains(vault.log(), "HTTP 500")
+		return strings.Contains(vault.Log(), "failed to revoke lease: lease_id="+secret.LeaseID) &&
+			strings.Contains(vault.Log(), "HTTP 500")
 	})
 	mustCLI(t, "", "lease", "lookup", secret.LeaseID)
 	if f.keyStatus(secret) != http.StatusOK {
@@ -169,7 +169,7 @@ func TestStoryden_FailingUpstreamDeleteIsRetried(t *testing.T) {
 	eventually(t, 2*time.Minute, "the expiration manager's retried revoke", func() bool {
 		return f.keyStatus(short) == http.StatusUnauthorized
 	})
-	if !strings.Contains(vault.log(), "failed to revoke lease: lease_id="+short.LeaseID) {
+	if !strings.Contains(vault.Log(), "failed to revoke lease: lease_id="+short.LeaseID) {
 		t.Fatal("the expiring lease's first revoke did not fail as injected")
 	}
 }

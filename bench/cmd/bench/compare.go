@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/devvault"
 )
 
 // The -compare build is registered as a second version of the plugin, so
@@ -51,7 +53,7 @@ func (r pairResult) cpuPerOp(i int) time.Duration { return per(r.cpu[i], r.ops[i
 // mass revokes back to back.
 func runCompare(ctx context.Context, o options, v *vaultServer, root, tmp string, emus *emulators, this []*target, res *compareResult) error {
 	logf("compare: building the plugin from %s", o.compare)
-	bin, err := buildPlugin(ctx, o.compare, filepath.Join(tmp, "plugins"), compareFile, compareVersion)
+	bin, err := devvault.BuildPlugin(ctx, o.compare, filepath.Join(tmp, "plugins"), compareFile, compareVersion)
 	if err != nil {
 		return err
 	}
@@ -102,12 +104,12 @@ func runCompare(ctx context.Context, o options, v *vaultServer, root, tmp string
 		for round := 0; round < o.rounds; round++ {
 			for k := 0; k < 2; k++ {
 				i := (k + round) % 2
-				before := totalCPU(v.cmd.Process.Pid, pluginA, pluginB)
+				before := totalCPU(v.PID(), pluginA, pluginB)
 				ops, _, first, elapsed := burst(ctx, c, paths[i], 8, o.slice, 20000)
 				if first != nil {
 					return fmt.Errorf("%s: %w", paths[i], first)
 				}
-				r.cpu[i] += totalCPU(v.cmd.Process.Pid, pluginA, pluginB) - before
+				r.cpu[i] += totalCPU(v.PID(), pluginA, pluginB) - before
 				r.ops[i] += ops
 				r.elapsed[i] += elapsed
 			}

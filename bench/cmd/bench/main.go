@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/devvault"
 )
 
 type options struct {
@@ -163,7 +165,7 @@ func run(o options) error {
 	}
 	defer os.RemoveAll(dir)
 	logf("building the plugin")
-	plugin, err := buildPlugin(ctx, root, filepath.Join(dir, "plugins"), pluginName, pluginVersion)
+	plugin, err := devvault.BuildPlugin(ctx, root, filepath.Join(dir, "plugins"), pluginName, pluginVersion)
 	if err != nil {
 		return err
 	}
@@ -172,7 +174,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	defer v.stop()
+	defer v.Stop()
 	mounts := []string{"storyden", "storx", "katapult", "dstor", "storable", "revoke-sync", "revoke-async", "rss"}
 	if err := v.register(ctx, root, plugin, pluginVersion, mounts...); err != nil {
 		return err
@@ -193,7 +195,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	res.rss.pluginPID, res.rss.vaultPID = pid, v.cmd.Process.Pid
+	res.rss.pluginPID, res.rss.vaultPID = pid, v.PID()
 	res.rss.pluginAtStart, _ = rssKiB(pid)
 
 	if o.phases["breakdown"] {

@@ -395,7 +395,7 @@ func measureCLI(ctx context.Context, v *vaultServer, paths []string, warm, n int
 	for _, p := range paths {
 		steps = append(steps, breakdownStep{label: "`vault read " + p + "`", path: p})
 	}
-	env := append(os.Environ(), "VAULT_ADDR="+v.addr, "VAULT_TOKEN="+v.token, "VAULT_FORMAT=json")
+	env := append(os.Environ(), "VAULT_ADDR="+v.Addr, "VAULT_TOKEN="+v.Token, "VAULT_FORMAT=json")
 	for i := 0; i < warm+n; i++ {
 		for k := range steps {
 			j := (k + i) % len(steps)
@@ -403,7 +403,7 @@ func measureCLI(ctx context.Context, v *vaultServer, paths []string, warm, n int
 			if steps[j].path == "" {
 				args = []string{"kv", "get", "secret/bench"}
 			}
-			cmd := exec.CommandContext(ctx, v.bin, args...)
+			cmd := exec.CommandContext(ctx, v.Bin, args...)
 			cmd.Env = env
 			start := time.Now()
 			out, err := cmd.CombinedOutput()

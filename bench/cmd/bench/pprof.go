@@ -40,11 +40,11 @@ func profileVault(ctx context.Context, v *vaultServer, dir string, seconds int, 
 }
 
 func fetchProfile(ctx context.Context, v *vaultServer, seconds int, file string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v1/sys/pprof/profile?seconds=%d", v.addr, seconds), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v1/sys/pprof/profile?seconds=%d", v.Addr, seconds), nil)
 	if err != nil {
 		return err
 	}
-	req.Header.Set(api.AuthHeaderName, v.token)
+	req.Header.Set(api.AuthHeaderName, v.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err

@@ -4,39 +4,31 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/devvault"
 )
 
 const (
-	pluginName    = "vault-plugin-secrets-apikeys"
+	pluginName    = devvault.PluginName
 	pluginVersion = "v0.1.0"
 	modulePath    = "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys"
 )
 
-// vaultServer is one `vault server -dev` on loopback, started by the bench
-// with the plugin directory in its temporary folder.
+// vaultServer is the bench's dev server, with an API client sized for the
+// most concurrent phase.
 type vaultServer struct {
-	bin     string
-	addr    string
-	token   string
-	dir     string
-	logPath string
-	cmd     *exec.Cmd
+	*devvault.Server
 	client  *api.Client
 	version string
-	// children are the plugin processes seen under the server, ended with it.
-	children []int
 }
 
 // repoRoot is the folder holding this module's go.mod, found from the
@@ -58,80 +50,30 @@ func repoRoot() (string, error) {
 	}
 }
 
-// vaultBinary is -vault, $VAULT_BIN, or the cached build of scripts/build-vault.sh.
+// vaultBinary is -vault, else devvault.Binary.
 func vaultBinary(root, flagValue string) (string, error) {
 	if flagValue != "" {
 		return flagValue, nil
 	}
-	if bin := os.Getenv("VAULT_BIN"); bin != "" {
-		return bin, nil
-	}
-	out, err := exec.Command(filepath.Join(root, "scripts", "build-vault.sh")).Output()
-	if err != nil {
-		return "", fmt.Errorf("scripts/build-vault.sh: %w", err)
-	}
-	return strings.TrimSpace(string(out)), nil
-}
-
-// buildPlugin builds the plugin as `make build` does (CGO off, -trimpath,
-// stripped, version set by -ldflags) into dir.
-func buildPlugin(ctx context.Context, root, dir, file, version string) (string, error) {
-	path := filepath.Join(dir, file)
-	ldflags := "-s -w -X " + modulePath + "/backend.Version=" + version
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", path, "./cmd/"+pluginName)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build the plugin in %s: %v\n%s", root, err, out)
-	}
-	return path, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return devvault.Binary(root)
 }
 
 // startVault runs a dev server on 127.0.0.1 whose plugin directory is
 // dir/plugins. default_max_request_duration is raised so that a synchronous
 // revoke-prefix slowed by a rate-limited upstream can finish in one request.
 func startVault(bin, dir string) (*vaultServer, error) {
-	port, err := freePort()
+	server, err := devvault.Start(bin, dir, "info", "default_max_request_duration = \"600s\"\n")
 	if err != nil {
 		return nil, err
 	}
-	config := filepath.Join(dir, "bench.hcl")
-	hcl := fmt.Sprintf("plugin_directory = %q\ndefault_max_request_duration = \"600s\"\n", filepath.Join(dir, "plugins"))
-	if err := os.WriteFile(config, []byte(hcl), 0o600); err != nil {
-		return nil, err
-	}
-	v := &vaultServer{bin: bin, addr: fmt.Sprintf("http://127.0.0.1:%d", port), token: "root", dir: dir, logPath: filepath.Join(dir, "vault.log")}
-	logFile, err := os.Create(v.logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close()
-	v.cmd = exec.Command(bin, "server", "-dev", "-dev-root-token-id="+v.token, "-dev-no-store-token",
-		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port), "-config="+config, "-log-level=info")
-	v.cmd.Stdout, v.cmd.Stderr = logFile, logFile
-	if err := v.cmd.Start(); err != nil {
-		return nil, err
-	}
-	if v.client, err = newClient(v.addr, v.token); err != nil {
-		v.stop()
-		return nil, err
-	}
-	if err := v.waitReady(30 * time.Second); err != nil {
-		v.stop()
+	v := &vaultServer{Server: server}
+	if v.client, err = newClient(server.Addr, server.Token); err != nil {
+		server.Stop()
 		return nil, err
 	}
 	status, err := v.client.Sys().SealStatus()
 	if err != nil {
-		v.stop()
+		server.Stop()
 		return nil, err
 	}
 	v.version = status.Version
@@ -161,49 +103,6 @@ func newClient(addr, token string) (*api.Client, error) {
 	return c, nil
 }
 
-func (v *vaultServer) waitReady(limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if health, err := v.client.Sys().Health(); err == nil && health.Initialized && !health.Sealed {
-			return nil
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return fmt.Errorf("vault did not become ready within %s; its log:\n%s", limit, v.logTail(40))
-}
-
-// stop ends the server the way an operator would (SIGTERM), so that it
-// stops its plugin processes too; a SIGKILL would leave them running as
-// orphans. Whatever is still alive after the grace period is killed, the
-// plugin process found during the run included.
-func (v *vaultServer) stop() {
-	if v.cmd == nil || v.cmd.Process == nil {
-		return
-	}
-	done := make(chan struct{})
-	go func() {
-		_, _ = v.cmd.Process.Wait()
-		close(done)
-	}()
-	_ = v.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		_ = v.cmd.Process.Kill()
-		<-done
-	}
-	for _, pid := range v.children {
-		if p, err := os.FindProcess(pid); err == nil && processAlive(pid) {
-			_ = p.Kill()
-		}
-	}
-}
-
-// processAlive tells whether pid still runs the plugin binary.
-func processAlive(pid int) bool {
-	return pluginCommand(pid) != ""
-}
-
 // pluginCommand is the file name a plugin process runs ("" for any other
 // process): vault-plugin-secrets-apikeys, or the -compare build's.
 func pluginCommand(pid int) string {
@@ -218,20 +117,11 @@ func pluginCommand(pid int) string {
 	return ""
 }
 
-func (v *vaultServer) logTail(n int) string {
-	data, _ := os.ReadFile(v.logPath)
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // register runs scripts/register-plugin.sh, which registers the binary by
 // SHA-256 and version and enables it at each mount.
 func (v *vaultServer) register(ctx context.Context, root, plugin, version string, mounts ...string) error {
 	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "register-plugin.sh"), append([]string{plugin}, mounts...)...)
-	cmd.Env = append(os.Environ(), "VAULT_ADDR="+v.addr, "VAULT_TOKEN="+v.token, "VAULT_BIN="+v.bin, "PLUGIN_VERSION="+version)
+	cmd.Env = append(os.Environ(), "VAULT_ADDR="+v.Addr, "VAULT_TOKEN="+v.Token, "VAULT_BIN="+v.Bin, "PLUGIN_VERSION="+version)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("scripts/register-plugin.sh: %v\n%s", err, out)
 	}
@@ -252,17 +142,14 @@ func (v *vaultServer) pluginPIDOf(file string) (int, error) {
 		if err != nil {
 			continue
 		}
-		if ppid, err := parentPID(pid); err != nil || ppid != v.cmd.Process.Pid {
+		if ppid, err := parentPID(pid); err != nil || ppid != v.PID() {
 			continue
 		}
 		if pluginCommand(pid) == file {
-			if !slices.Contains(v.children, pid) {
-				v.children = append(v.children, pid)
-			}
 			return pid, nil
 		}
 	}
-	return 0, fmt.Errorf("no %s process among the children of vault (pid %d)", file, v.cmd.Process.Pid)
+	return 0, fmt.Errorf("no %s process among the children of vault (pid %d)", file, v.PID())
 }
 
 // parentPID reads the PPid line of /proc/<pid>/status.
@@ -341,7 +228,7 @@ func (s cpuSample) add(o cpuSample) cpuSample {
 
 // countLog counts the lines of the server's log that contain every part.
 func (v *vaultServer) countLog(parts ...string) int {
-	data, _ := os.ReadFile(v.logPath)
+	data, _ := os.ReadFile(v.LogPath)
 	n := 0
 	for _, line := range strings.Split(string(data), "\n") {
 		all := true

@@ -1,0 +1,177 @@
+// Package devvault runs what the end-to-end tests and the benchmark both
+// need: the Vault binary of scripts/build-vault.sh, the plugin built as
+// `make build` builds it, and a `vault server -dev` on 127.0.0.1.
+package devvault
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// PluginName is the plugin's binary and catalog name.
+const PluginName = "vault-plugin-secrets-apikeys"
+
+const modulePath = "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys"
+
+// rootToken is the dev server's root token.
+const rootToken = "root"
+
+// FreePort returns a TCP port that is free on 127.0.0.1 right now.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Binary is $VAULT_BIN, else the cached build of scripts/build-vault.sh in
+// the clone at root (which builds it when missing).
+func Binary(root string) (string, error) {
+	if bin := os.Getenv("VAULT_BIN"); bin != "" {
+		return bin, nil
+	}
+	out, err := exec.Command(filepath.Join(root, "scripts", "build-vault.sh")).Output()
+	if err != nil {
+		return "", fmt.Errorf("scripts/build-vault.sh: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// BuildPlugin builds the plugin of the clone at root as `make build` does
+// (CGO off, -trimpath, stripped, version set by -ldflags) into dir/file.
+func BuildPlugin(ctx context.Context, root, dir, file, version string) (string, error) {
+	path := filepath.Join(dir, file)
+	ldflags := "-s -w -X " + modulePath + "/backend.Version=" + version
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", path, "./cmd/"+PluginName)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build the plugin in %s: %v\n%s", root, err, out)
+	}
+	return path, nil
+}
+
+// Server is one `vault server -dev` on loopback.
+type Server struct {
+	// Bin is the vault binary it runs.
+	Bin string
+	// Addr is its API address, http://127.0.0.1:PORT.
+	Addr string
+	// Token is the root token.
+	Token string
+	// LogPath is the file holding its output, plugin logs included.
+	LogPath string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+}
+
+// Start runs a dev server whose plugin directory is dir/plugins, logging at
+// logLevel into dir/vault.log, with extraConfig (HCL) added to its
+// configuration. It returns once the server is unsealed and answers. The
+// server runs in its own process group, so that Stop can end its plugin
+// processes too.
+func Start(bin, dir, logLevel, extraConfig string) (*Server, error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	config := filepath.Join(dir, "devvault.hcl")
+	hcl := fmt.Sprintf("plugin_directory = %q\n%s", filepath.Join(dir, "plugins"), extraConfig)
+	if err := os.WriteFile(config, []byte(hcl), 0o600); err != nil {
+		return nil, err
+	}
+	s := &Server{Bin: bin, Addr: fmt.Sprintf("http://127.0.0.1:%d", port), Token: rootToken, LogPath: filepath.Join(dir, "vault.log")}
+	logFile, err := os.Create(s.LogPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	s.cmd = exec.Command(bin, "server", "-dev", "-dev-root-token-id="+s.Token, "-dev-no-store-token",
+		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port), "-config="+config, "-log-level="+logLevel)
+	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := s.cmd.Start(); err != nil {
+		return nil, err
+	}
+	s.exited = make(chan struct{})
+	go func() {
+		_ = s.cmd.Wait()
+		close(s.exited)
+	}()
+	if err := s.waitReady(30 * time.Second); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) waitReady(limit time.Duration) error {
+	cfg := api.DefaultConfig()
+	cfg.Address = s.Addr
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if health, err := client.Sys().Health(); err == nil && health.Initialized && !health.Sealed {
+			return nil
+		}
+		select {
+		case <-s.exited:
+			return fmt.Errorf("vault exited during start; its log:\n%s", LogTail(s.LogPath, 40))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("vault did not become ready within %s; its log:\n%s", limit, LogTail(s.LogPath, 40))
+}
+
+// PID is the server's process id.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
+// Log is everything the server has logged so far.
+func (s *Server) Log() string {
+	data, _ := os.ReadFile(s.LogPath)
+	return string(data)
+}
+
+// Stop ends the server the way an operator would (SIGTERM), so that it
+// stops its plugin processes; after a grace period, and in any case once it
+// has exited, it kills the whole process group, so no plugin process
+// outlives it.
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(15 * time.Second):
+	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	<-s.exited
+}
+
+// LogTail is the last n lines of the file at path.
+func LogTail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
