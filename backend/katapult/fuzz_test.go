@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"math/big"
 	"net/http"
 	"regexp"
@@ -289,22 +288,6 @@ func FuzzValidateRole(f *testing.F) {
 	})
 }
 
-// fuzzAnswer is one scripted HTTP answer.
-type fuzzAnswer struct {
-	status int
-	header http.Header
-	body   string
-}
-
-// fuzzUpstream answers like Katapult (with its rate-limit headers),
-// except that its fuzzAt-th call (from 0) gets the fuzzed answer.
-type fuzzUpstream struct {
-	calls  int
-	fuzzAt int
-	fuzzed fuzzAnswer
-	now    func() time.Time
-}
-
 const (
 	fuzzToken     = "user-token-secret-0123456789"
 	fuzzNewSecret = "regenerated-secret-0123456789"
@@ -314,48 +297,42 @@ const (
 	fuzzBucket    = `{"object_storage_bucket":{"name":"assets","access_control_list":{"read_key_ids":["objkey_other"],"write_key_ids":[]}}}`
 )
 
-func (u *fuzzUpstream) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Body != nil {
-		_, _ = io.Copy(io.Discard, req.Body)
-	}
-	i := u.calls
-	u.calls++
-	a := u.answer(req)
-	if i == u.fuzzAt {
-		a = u.fuzzed
-	} else {
-		a.header = http.Header{"Content-Type": {"application/json"}, "X-Ratelimit-Permitted": {"1000"}, "X-Ratelimit-Remaining": {"999"},
-			"Date": {u.now().UTC().Format(http.TimeFormat)}}
-	}
-	if a.header == nil {
-		a.header = http.Header{}
-	}
-	return &http.Response{StatusCode: a.status, Header: a.header, Body: io.NopCloser(strings.NewReader(a.body)), Request: req}, nil
+// fuzzUpstream answers like Katapult, with its rate-limit headers on every
+// answer; now is the Date it sends.
+type fuzzUpstream struct {
+	now func() time.Time
 }
 
-func (u *fuzzUpstream) answer(req *http.Request) fuzzAnswer {
+func (u *fuzzUpstream) answer(req *http.Request) testutil.Answer {
+	a := u.route(req)
+	a.Header = http.Header{"Content-Type": {"application/json"}, "X-Ratelimit-Permitted": {"1000"}, "X-Ratelimit-Remaining": {"999"},
+		"Date": {u.now().UTC().Format(http.TimeFormat)}}
+	return a
+}
+
+func (u *fuzzUpstream) route(req *http.Request) testutil.Answer {
 	route := req.Method + " " + strings.TrimPrefix(req.URL.Path, "/core/v1")
 	switch route {
 	case "GET " + pathAccount:
-		return fuzzAnswer{200, nil, `{"object_storage_account":{"region":"uk-lon-1","created_at":1754923966,"provisioning_state":"provisioned"}}`}
+		return testutil.Answer{Status: 200, Header: nil, Body: `{"object_storage_account":{"region":"uk-lon-1","created_at":1754923966,"provisioning_state":"provisioned"}}`}
 	case "POST " + pathCreateKey:
-		return fuzzAnswer{201, nil, `{"object_storage_access_key":` + fuzzKey + `}`}
+		return testutil.Answer{Status: 201, Header: nil, Body: `{"object_storage_access_key":` + fuzzKey + `}`}
 	case "GET " + pathBucket, "PATCH " + pathBucket:
-		return fuzzAnswer{200, nil, fuzzBucket}
+		return testutil.Answer{Status: 200, Header: nil, Body: fuzzBucket}
 	case "POST " + pathGenerate:
-		return fuzzAnswer{200, nil, `{"object_storage_access_key":` + fuzzKeyCreds + `}`}
+		return testutil.Answer{Status: 200, Header: nil, Body: `{"object_storage_access_key":` + fuzzKeyCreds + `}`}
 	case "GET " + pathKey:
-		return fuzzAnswer{200, nil, `{"object_storage_access_key":` + fuzzKey + `}`}
+		return testutil.Answer{Status: 200, Header: nil, Body: `{"object_storage_access_key":` + fuzzKey + `}`}
 	case "DELETE " + pathKey:
-		return fuzzAnswer{200, nil, `{"success":true}`}
+		return testutil.Answer{Status: 200, Header: nil, Body: `{"success":true}`}
 	case "GET " + pathListKeys:
-		return fuzzAnswer{200, nil, `{"pagination":{"current_page":1,"total_pages":1,"total":1,"per_page":100,"large_set":false},"object_storage_access_keys":[` + fuzzKeyCreds + `]}`}
+		return testutil.Answer{Status: 200, Header: nil, Body: `{"pagination":{"current_page":1,"total_pages":1,"total":1,"per_page":100,"large_set":false},"object_storage_access_keys":[` + fuzzKeyCreds + `]}`}
 	case "GET " + pathCurrentUser:
-		return fuzzAnswer{200, nil, `{"user":{"id":"user_x"},"organizations":[],"api_token_id":"apitoken_USER000000000001"}`}
+		return testutil.Answer{Status: 200, Header: nil, Body: `{"user":{"id":"user_x"},"organizations":[],"api_token_id":"apitoken_USER000000000001"}`}
 	case "POST " + pathRegenerate:
-		return fuzzAnswer{200, nil, `{"api_token":{"id":"apitoken_USER000000000001","name":"vault","secret":"` + fuzzNewSecret + `"}}`}
+		return testutil.Answer{Status: 200, Header: nil, Body: `{"api_token":{"id":"apitoken_USER000000000001","name":"vault","secret":"` + fuzzNewSecret + `"}}`}
 	}
-	return fuzzAnswer{404, nil, `{"error":{"code":"route_not_found","description":"No route","detail":{}}}`}
+	return testutil.Answer{Status: 404, Header: nil, Body: `{"error":{"code":"route_not_found","description":"No route","detail":{}}}`}
 }
 
 // FuzzUpstreamResponses runs one connection operation against a Katapult
@@ -421,7 +398,8 @@ func FuzzUpstreamResponses(f *testing.F) {
 				header.Set(k, v)
 			}
 		}
-		upstream := &fuzzUpstream{fuzzAt: int(fuzzAt % 8), fuzzed: fuzzAnswer{status, header, string(body)}, now: func() time.Time { return now }}
+		upstream := &testutil.FuzzTransport{Script: (&fuzzUpstream{now: func() time.Time { return now }}).answer,
+			FuzzAt: int(fuzzAt % 8), Fuzzed: testutil.Answer{Status: status, Header: header, Body: string(body)}}
 		pc, err := Provider{}.Connect(provider.ConnectionConfig{Name: "k", BaseURL: Provider{}.DefaultBaseURL(), HTTPClient: &http.Client{Transport: upstream},
 			Values: provider.Values{fieldAPIToken: fuzzToken, fieldOrganization: "acme"}})
 		if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -317,65 +316,38 @@ func FuzzValidateRole(f *testing.F) {
 	})
 }
 
-// fuzzAnswer is one scripted HTTP answer.
-type fuzzAnswer struct {
-	status int
-	header http.Header
-	body   string
-}
-
-// fuzzUpstream answers like the StorX satellite and auth service, except
-// that its fuzzAt-th call (from 0) gets the fuzzed answer. existing makes
-// create-user answer that the user exists.
+// fuzzUpstream answers like the StorX satellite and auth service. existing
+// makes create-user answer that the user exists.
 type fuzzUpstream struct {
-	calls    int
-	fuzzAt   int
-	fuzzed   fuzzAnswer
 	existing bool
 }
 
-func (u *fuzzUpstream) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Body != nil {
-		_, _ = io.Copy(io.Discard, req.Body)
-	}
-	i := u.calls
-	u.calls++
-	a := u.answer(req)
-	if i == u.fuzzAt {
-		a = u.fuzzed
-	}
-	if a.header == nil {
-		a.header = http.Header{}
-	}
-	return &http.Response{StatusCode: a.status, Header: a.header, Body: io.NopCloser(strings.NewReader(a.body)), Request: req}, nil
-}
-
-func (u *fuzzUpstream) answer(req *http.Request) fuzzAnswer {
+func (u *fuzzUpstream) answer(req *http.Request) testutil.Answer {
 	jsonHeader := http.Header{"Content-Type": {"application/json"}}
 	path := req.URL.Path
 	switch {
 	case req.URL.Host == "auth.storx.io" && path == "/v1/access":
-		return fuzzAnswer{200, jsonHeader, fuzzS3Creds}
+		return testutil.Answer{Status: 200, Header: jsonHeader, Body: fuzzS3Creds}
 	case path == pathDeveloperToken:
-		return fuzzAnswer{200, http.Header{"Content-Type": {"application/json"}, "Set-Cookie": {developerCookie + "=" + fuzzDevToken + "; Path=/; SameSite=Strict"}}, fuzzLoginOK}
+		return testutil.Answer{Status: 200, Header: http.Header{"Content-Type": {"application/json"}, "Set-Cookie": {developerCookie + "=" + fuzzDevToken + "; Path=/; SameSite=Strict"}}, Body: fuzzLoginOK}
 	case path == pathCreateUser && u.existing:
-		return fuzzAnswer{401, nil, fuzzInternal}
+		return testutil.Answer{Status: 401, Header: nil, Body: fuzzInternal}
 	case path == pathCreateUser:
-		return fuzzAnswer{200, jsonHeader, fuzzCreated}
+		return testutil.Answer{Status: 200, Header: jsonHeader, Body: fuzzCreated}
 	case path == pathUserToken:
-		return fuzzAnswer{200, http.Header{"Content-Type": {"application/json"}, "Set-Cookie": {userCookie + "=" + fuzzUserToken + "; Path=/; SameSite=Strict"}}, `{"token":"` + fuzzUserToken + `","expiresAt":"2026-01-01T00:30:00Z"}`}
+		return testutil.Answer{Status: 200, Header: http.Header{"Content-Type": {"application/json"}, "Set-Cookie": {userCookie + "=" + fuzzUserToken + "; Path=/; SameSite=Strict"}}, Body: `{"token":"` + fuzzUserToken + `","expiresAt":"2026-01-01T00:30:00Z"}`}
 	case path == pathProjects:
-		return fuzzAnswer{200, nil, fuzzProjects}
+		return testutil.Answer{Status: 200, Header: nil, Body: fuzzProjects}
 	case strings.HasPrefix(path, "/api/v0/api-keys/create/"):
-		return fuzzAnswer{200, nil, fuzzKeyCreated}
+		return testutil.Answer{Status: 200, Header: nil, Body: fuzzKeyCreated}
 	case strings.HasSuffix(path, "/access-grant"):
-		return fuzzAnswer{200, nil, "\"" + fuzzGrant + "\"\n"}
+		return testutil.Answer{Status: 200, Header: nil, Body: "\"" + fuzzGrant + "\"\n"}
 	case path == pathDeleteByName:
-		return fuzzAnswer{200, nil, ""}
+		return testutil.Answer{Status: 200}
 	case path == pathListKeys:
-		return fuzzAnswer{200, nil, fuzzKeyList}
+		return testutil.Answer{Status: 200, Header: nil, Body: fuzzKeyList}
 	}
-	return fuzzAnswer{404, nil, "404 page not found\n"}
+	return testutil.Answer{Status: 404, Header: nil, Body: "404 page not found\n"}
 }
 
 // FuzzUpstreamResponses runs one connection operation against a StorX
@@ -423,7 +395,8 @@ func FuzzUpstreamResponses(f *testing.F) {
 		if retryAfter != "" {
 			header.Set("Retry-After", retryAfter)
 		}
-		upstream := &fuzzUpstream{fuzzAt: int(fuzzAt % 8), fuzzed: fuzzAnswer{status, header, string(body)}, existing: op%6 == 5}
+		upstream := &testutil.FuzzTransport{Script: (&fuzzUpstream{existing: op%6 == 5}).answer,
+			FuzzAt: int(fuzzAt % 8), Fuzzed: testutil.Answer{Status: status, Header: header, Body: string(body)}}
 		pc, err := Provider{}.Connect(provider.ConnectionConfig{Name: "storx", BaseURL: defaultBaseURL, HTTPClient: &http.Client{Transport: upstream},
 			Values: provider.Values{fieldEmail: "dev@example.com", fieldPassword: fuzzPassword, fieldPassphrase: fuzzPassphrase}})
 		if err != nil {

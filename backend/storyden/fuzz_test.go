@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -164,61 +163,31 @@ func isAlnum(c byte) bool {
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
 }
 
-// fuzzAnswer is one scripted HTTP answer.
-type fuzzAnswer struct {
-	status int
-	header http.Header
-	body   string
-}
-
-// fuzzUpstream answers like Storyden, except that its fuzzAt-th call (from
-// 0) gets the fuzzed answer.
-type fuzzUpstream struct {
-	calls  int
-	fuzzAt int
-	fuzzed fuzzAnswer
-}
-
 const (
 	fuzzUser     = "vault-bot"
 	fuzzPassword = "correct-horse-battery-staple"
 	fuzzSession  = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 )
 
-func (u *fuzzUpstream) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Body != nil {
-		_, _ = io.Copy(io.Discard, req.Body)
-	}
-	i := u.calls
-	u.calls++
-	a := u.answer(req)
-	if i == u.fuzzAt {
-		a = u.fuzzed
-	}
-	if a.header == nil {
-		a.header = http.Header{}
-	}
-	return &http.Response{StatusCode: a.status, Header: a.header, Body: io.NopCloser(strings.NewReader(a.body)), Request: req}, nil
-}
-
-func (u *fuzzUpstream) answer(req *http.Request) fuzzAnswer {
+// fuzzAnswer answers like Storyden.
+func fuzzAnswer(req *http.Request) testutil.Answer {
 	jsonHeader := http.Header{"Content-Type": {"application/json"}}
 	route := req.Method + " " + req.URL.Path
 	switch {
 	case route == "POST /api/auth/password/signin":
-		return fuzzAnswer{200, http.Header{"Content-Type": {"application/json"}, "Set-Cookie": {strings.Replace(fuzzSetCookie, "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", fuzzSession, 1)}}, `{"id":"cc5lnd2s1s4652adtu4g"}`}
+		return testutil.Answer{Status: 200, Header: http.Header{"Content-Type": {"application/json"}, "Set-Cookie": {strings.Replace(fuzzSetCookie, "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", fuzzSession, 1)}}, Body: `{"id":"cc5lnd2s1s4652adtu4g"}`}
 	case route == "GET /api/accounts":
-		return fuzzAnswer{200, jsonHeader, `{"id":"cc5lnd2s1s4652adtu4g","handle":"vault-bot","admin":true}`}
+		return testutil.Answer{Status: 200, Header: jsonHeader, Body: `{"id":"cc5lnd2s1s4652adtu4g","handle":"vault-bot","admin":true}`}
 	case route == "GET /api/auth/access-keys":
-		return fuzzAnswer{200, jsonHeader, fuzzKeyList}
+		return testutil.Answer{Status: 200, Header: jsonHeader, Body: fuzzKeyList}
 	case route == "POST /api/auth/access-keys":
-		return fuzzAnswer{200, jsonHeader, fuzzIssued}
+		return testutil.Answer{Status: 200, Header: jsonHeader, Body: fuzzIssued}
 	case req.Method == http.MethodDelete:
-		return fuzzAnswer{204, nil, ""}
+		return testutil.Answer{Status: 204}
 	case route == "PATCH /api/auth/password":
-		return fuzzAnswer{200, http.Header{"Content-Type": {"application/json"}, "Set-Cookie": {"storyden-session=rotatedsession0123456789; Path=/; Secure"}}, `{"id":"cc5lnd2s1s4652adtu4g"}`}
+		return testutil.Answer{Status: 200, Header: http.Header{"Content-Type": {"application/json"}, "Set-Cookie": {"storyden-session=rotatedsession0123456789; Path=/; Secure"}}, Body: `{"id":"cc5lnd2s1s4652adtu4g"}`}
 	}
-	return fuzzAnswer{404, jsonHeader, `{"type":"urn:storyden:problem:not-found","title":"not found"}`}
+	return testutil.Answer{Status: 404, Header: jsonHeader, Body: `{"type":"urn:storyden:problem:not-found","title":"not found"}`}
 }
 
 // FuzzUpstreamResponses runs one connection operation against a Storyden
@@ -255,7 +224,7 @@ func FuzzUpstreamResponses(f *testing.F) {
 				header.Set(k, v)
 			}
 		}
-		upstream := &fuzzUpstream{fuzzAt: int(fuzzAt % 6), fuzzed: fuzzAnswer{status, header, string(body)}}
+		upstream := &testutil.FuzzTransport{Script: fuzzAnswer, FuzzAt: int(fuzzAt % 6), Fuzzed: testutil.Answer{Status: status, Header: header, Body: string(body)}}
 		pc, err := Provider{}.Connect(provider.ConnectionConfig{Name: "forum", BaseURL: "https://forum.example.com",
 			Values: provider.Values{fieldUsername: fuzzUser, fieldPassword: fuzzPassword}, HTTPClient: &http.Client{Transport: upstream}})
 		if err != nil {
