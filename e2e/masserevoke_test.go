@@ -21,14 +21,15 @@ const (
 	mrWorkers = 16
 	// mrDeleteRoute is what the faults aim at: Storyden's key revocation.
 	mrDeleteRoute = "/api/auth/access-keys/"
-	// mrWave is the opening run of 429s with Retry-After: 1. Vault revokes
+	// mrWave is the opening run of 429s, without Retry-After. Vault revokes
 	// with at most 200 workers at once, and the plugin tries each upstream
-	// delete 4 times a second apart, so the first revokes use up all four
-	// attempts inside the wave and fail back to Vault, which retries them
-	// on its own schedule (about 20 s later).
+	// delete 4 times, backing off for 125 ms to 1 s, so the first revokes
+	// use up all four attempts inside the wave and fail back to Vault, which
+	// retries them on its own schedule (about 20 s later).
 	mrWave = 800
-	// mrBurstSkip and mrBurst place a second run of 429s, without
-	// Retry-After (the plugin backs off for 125 ms to 1 s), after the wave.
+	// mrBurstSkip and mrBurst place a second run of 429s, with Retry-After: 1,
+	// after the wave: the plugin's rate gate holds every revoke back until
+	// then, and a wait at the gate spends no attempt.
 	mrBurstSkip = 1000
 	mrBurst     = 300
 	// mrEvery and mrPatternSpan: besides the runs, one delete in mrEvery
@@ -123,8 +124,8 @@ func TestMassRevoke_ThousandStorydenLeasesUnderUpstream429s(t *testing.T) {
 	// The faults, in the order the sandbox tries them: each counts every
 	// DELETE on the route, and the first one whose window a request falls in
 	// answers it.
-	srv.AddFault(sandbox.Fault{Method: http.MethodDelete, Path: mrDeleteRoute, Status: http.StatusTooManyRequests, RetryAfter: "1", Times: mrWave})
-	srv.AddFault(sandbox.Fault{Method: http.MethodDelete, Path: mrDeleteRoute, Status: http.StatusTooManyRequests, Skip: mrBurstSkip, Times: mrBurst})
+	srv.AddFault(sandbox.Fault{Method: http.MethodDelete, Path: mrDeleteRoute, Status: http.StatusTooManyRequests, Times: mrWave})
+	srv.AddFault(sandbox.Fault{Method: http.MethodDelete, Path: mrDeleteRoute, Status: http.StatusTooManyRequests, RetryAfter: "1", Skip: mrBurstSkip, Times: mrBurst})
 	for k := 0; k*mrEvery < mrPatternSpan; k++ {
 		retryAfter := ""
 		if k%2 == 0 {
@@ -167,7 +168,7 @@ func TestMassRevoke_ThousandStorydenLeasesUnderUpstream429s(t *testing.T) {
 	irrevocable := mrLogLines(vaultLog, "marking lease as irrevocable", "lease_id="+prefix+"/")
 	t.Logf("vault lease revoke -prefix %s (%d leases): queued in %s; %d live keys upstream and %d leases in Vault after %s",
 		prefix, mrLeases, queued.Round(time.Millisecond), live, leases, wall.Round(time.Millisecond))
-	t.Logf("upstream: %d DELETE requests, %d answered 429: %d in the opening wave (Retry-After: 1), %d in the second run (no Retry-After), "+
+	t.Logf("upstream: %d DELETE requests, %d answered 429: %d in the opening wave (no Retry-After), %d in the second run (Retry-After: 1), "+
 		"%d single ones of the 1-in-%d pattern (%d with Retry-After: 1, %d without); %d successful",
 		deletes, served, wave, burst, withRA+withoutRA, mrEvery, withRA, withoutRA, deletes-served)
 	t.Logf("Vault: %d revoke attempts failed back to its expiration manager, which retried them; %d leases marked irrevocable", failed, irrevocable)
