@@ -165,7 +165,10 @@ func TestStoryden_FailingUpstreamDeleteIsRetried(t *testing.T) {
 	// An expiring lease whose first revoke fails is retried the same way.
 	mustCLI(t, "", "write", f.mount+"/roles/short", "connection=main", "ttl=2s", "max_ttl=2s")
 	short := cliJSON(t, "read", f.mount+"/creds/short")
-	f.upstream.AddFault(sandbox.Fault{Method: http.MethodDelete, Path: "/api/auth/access-keys/", Status: http.StatusInternalServerError, Times: 1})
+	// Aimed at this key only: a late duplicate retry of the first lease's
+	// revoke would otherwise take the one failure.
+	f.upstream.AddFault(sandbox.Fault{Method: http.MethodDelete, Path: "/api/auth/access-keys/" + short.Data["access_key_id"].(string),
+		Status: http.StatusInternalServerError, Times: 1})
 	eventually(t, 2*time.Minute, "the expiration manager's retried revoke", func() bool {
 		return f.keyStatus(short) == http.StatusUnauthorized
 	})
