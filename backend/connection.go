@@ -17,6 +17,7 @@ const configStoragePrefix = "config/"
 
 // connectionEntry is a stored connection (config/NAME).
 type connectionEntry struct {
+	schemaHeader
 	Provider     string          `json:"provider"`
 	BaseURL      string          `json:"base_url"`
 	AllowedRoles []string        `json:"allowed_roles"`

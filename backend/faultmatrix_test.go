@@ -333,6 +333,8 @@ type fmEnv struct {
 	servers map[string]*sandbox.Server
 	// secrets are checked against every error text and log line.
 	secrets []string
+	// fixtureVars fill @@name@@ in the v0.1.0 fixtures (schema_test.go).
+	fixtureVars map[string]string
 	// errors are the texts of every failed request.
 	errors []string
 	// live are the leases issued and not revoked.

@@ -17,6 +17,7 @@ const inventoryStoragePrefix = "inventory/"
 
 // inventoryEntry records an upstream object the plugin created.
 type inventoryEntry struct {
+	schemaHeader
 	Name     string       `json:"name"`
 	ObjectID string       `json:"object_id"`
 	Role     string       `json:"role"`

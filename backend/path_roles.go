@@ -24,6 +24,7 @@ var commonRoleFields = map[string]bool{fieldName: true, fieldConnection: true, f
 
 // roleEntry is a stored role (roles/NAME).
 type roleEntry struct {
+	schemaHeader
 	Connection string `json:"connection"`
 	// Provider is the connection's provider when the role was written; the
 	// role's values are that provider's fields.

@@ -25,6 +25,7 @@ var commonStaticRoleFields = map[string]bool{fieldName: true, fieldConnection: t
 // staticRoleEntry is a stored static role: an existing upstream credential
 // whose secret the plugin regenerates on a schedule.
 type staticRoleEntry struct {
+	schemaHeader
 	Connection     string        `json:"connection"`
 	Provider       string        `json:"provider"`
 	CredentialID   string        `json:"credential_id"`

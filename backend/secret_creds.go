@@ -26,6 +26,7 @@ const (
 	internalTTL        = "ttl_seconds"
 	internalMaxTTL     = "max_ttl_seconds"
 	internalExpiresAt  = "upstream_expires_at"
+	internalSchema     = "schema_version"
 )
 
 // leaseInternal is everything renew and revoke need, so that both keep working
@@ -63,6 +64,7 @@ func (l leaseInternal) toMap() map[string]any {
 		internalRef:        ref,
 		internalTTL:        int64(l.TTL.Seconds()),
 		internalMaxTTL:     int64(l.MaxTTL.Seconds()),
+		internalSchema:     currentSchemaVersion,
 	}
 	if !l.ExpiresAt.IsZero() {
 		m[internalExpiresAt] = l.ExpiresAt.Unix()
@@ -74,6 +76,10 @@ func (l leaseInternal) toMap() map[string]any {
 // numbers are float64 (or json.Number) and maps map[string]any.
 func leaseInternalFrom(m map[string]any) (leaseInternal, error) {
 	l := leaseInternal{Ref: provider.Ref{}}
+	values := provider.Values(m)
+	if version := values.Int(internalSchema); version > currentSchemaVersion {
+		return l, newerSchemaError("the lease's internal data", version)
+	}
 	l.Connection, _ = m[internalConnection].(string)
 	l.Provider, _ = m[internalProvider].(string)
 	l.Role, _ = m[internalRole].(string)
@@ -88,7 +94,6 @@ func leaseInternalFrom(m map[string]any) (leaseInternal, error) {
 			}
 		}
 	}
-	values := provider.Values(m)
 	l.TTL = time.Duration(values.Int(internalTTL)) * time.Second
 	l.MaxTTL = time.Duration(values.Int(internalMaxTTL)) * time.Second
 	if secs := values.Int(internalExpiresAt); secs > 0 {

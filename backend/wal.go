@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -23,6 +24,7 @@ const maxWALAge = 24 * time.Hour
 // exists. If it survives, the create failed or Vault stopped mid-request, and
 // the rollback deletes whatever carries Name upstream.
 type walIssue struct {
+	schemaHeader
 	Connection string `json:"connection"`
 	Provider   string `json:"provider"`
 	Role       string `json:"role"`
@@ -40,6 +42,7 @@ func (w walIssue) rollbackRequest() provider.RollbackRequest {
 // it is logical.ErrReadOnly, which Vault recognizes by its exact text and
 // answers by forwarding the whole request to the active node.
 func putIssueWAL(ctx context.Context, s logical.Storage, entry walIssue) (string, error) {
+	entry.SchemaVersion = currentSchemaVersion
 	return framework.PutWAL(ctx, s, walKindIssue, entry)
 }
 
@@ -60,6 +63,10 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 		return nil
 	}
 	entry, err := decodeWAL(data)
+	if errors.Is(err, errNewerSchema) {
+		// Kept for the newer plugin, which knows how to roll it back.
+		return err
+	}
 	if err != nil {
 		b.Logger().Warn("dropping an unreadable WAL entry", "error", err)
 		return nil
@@ -90,6 +97,9 @@ func decodeWAL(data any) (walIssue, error) {
 	raw, err := json.Marshal(data)
 	if err == nil {
 		err = json.Unmarshal(raw, &entry)
+	}
+	if err == nil {
+		err = entry.checkSchema("a write-ahead log entry")
 	}
 	if err == nil && (entry.Connection == "" || entry.Name == "") {
 		err = fmt.Errorf("the entry names no connection or object")
