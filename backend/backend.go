@@ -72,8 +72,15 @@ type backend struct {
 
 	providers *registry
 	conns     *connectionCache
-	// rootLocks serialize root rotations (and pending-root recovery) per connection.
-	rootLocks []*locksutil.LockEntry
+	// entryLocks serialize the writers of one stored entry: every write of a
+	// connection (config writes and deletes, root rotations, pending-root
+	// recovery, schedule state) and the rotations of a static role. Issues
+	// and revokes only read, and never wait for them.
+	entryLocks []*locksutil.LockEntry
+	// connLockContended, when set, is called by a connection writer that
+	// found the connection's lock held, before it waits; tests use it to
+	// force interleavings.
+	connLockContended func(name string)
 	// httpClient is handed to every provider connection; tests swap it.
 	httpClient *http.Client
 	// now is the clock of the rotation schedule; tests move it.
@@ -93,7 +100,7 @@ func newBackend(providers *registry) *backend {
 	b := &backend{
 		providers:  providers,
 		conns:      newConnectionCache(),
-		rootLocks:  locksutil.CreateLocks(),
+		entryLocks: locksutil.CreateLocks(),
 		httpClient: &http.Client{Timeout: provider.DefaultRequestTimeout},
 		now:        time.Now,
 	}

@@ -2,11 +2,13 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
@@ -64,8 +66,39 @@ func getConnection(ctx context.Context, s logical.Storage, name string) (*connec
 	return readStored[connectionEntry](ctx, s, configStoragePrefix+name, fmt.Sprintf("connection %q", name))
 }
 
-// putConnection stores e under a new generation.
+// errConnectionChanged refuses a connection write based on an entry that
+// another write replaced since it was read.
+var errConnectionChanged = errors.New("the connection changed while this write was in progress")
+
+// lockConnection takes the lock every writer of a connection's entry holds
+// from reading the entry to storing it; it returns the unlock.
+func (b *backend) lockConnection(name string) func() {
+	lock := locksutil.LockForKey(b.entryLocks, configStoragePrefix+name)
+	if !lock.TryLock() {
+		if b.connLockContended != nil {
+			b.connLockContended(name)
+		}
+		lock.Lock()
+	}
+	return lock.Unlock
+}
+
+// putConnection stores e as the next generation of the entry it was read
+// from (generation 0: none). A write based on an entry that has changed
+// since is refused, so a stale copy can never store an old root back.
+// Callers hold lockConnection(name).
 func putConnection(ctx context.Context, s logical.Storage, name string, e *connectionEntry) error {
+	stored, err := getConnection(ctx, s, name)
+	if err != nil {
+		return err
+	}
+	storedGeneration := uint64(0)
+	if stored != nil {
+		storedGeneration = stored.Generation
+	}
+	if storedGeneration != e.Generation {
+		return fmt.Errorf("%w (stored generation %d, this write read %d), so nothing was stored: read config/%s and write again", errConnectionChanged, storedGeneration, e.Generation, name)
+	}
 	e.Generation++
 	return writeStored(ctx, s, configStoragePrefix+name, fmt.Sprintf("connection %q", name), e)
 }

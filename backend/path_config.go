@@ -154,6 +154,12 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 	if err := validateName("connection", name); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
+	defer b.lockConnection(name)()
+	// The rotation manager would otherwise keep calling for a connection
+	// that is gone; on Vault Community the schedule lived in the entry.
+	if err := b.deregisterRotation(ctx, req); err != nil {
+		return nil, err
+	}
 	if err := req.Storage.Delete(ctx, configStoragePrefix+name); err != nil {
 		return nil, err
 	}
@@ -162,13 +168,16 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 }
 
 // pathConfigWrite validates everything, proves the credential upstream when
-// asked to, and only then stores the connection.
+// asked to, and only then stores the connection. It holds the connection's
+// lock from reading the entry to storing it, so a rotation can never finish
+// in between and have its new root overwritten with the old one.
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get(fieldName).(string)
 	if err := validateName("connection", name); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	existing, err := getConnection(ctx, req.Storage, name)
+	defer b.lockConnection(name)()
+	existing, err := b.connectionForWrite(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
@@ -179,32 +188,61 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if err := parseRotationFields(entry, p, d); err != nil {
 		return errorResponseFor(err)
 	}
-	conn, err := b.openConnection(name, entry, entry.Values)
-	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
 	ctx, cancel := withRequestBudget(ctx)
 	defer cancel()
-	if d.Get(fieldVerifyConnection).(bool) && (existing == nil || touchesUpstream(req.Data, p)) {
-		if err := conn.Verify(ctx); err != nil {
+	// A write that changes nothing the upstream sees (allowed_roles, the
+	// schedule) keeps the live session: StorX allows few sign-ins.
+	var conn provider.Connection
+	if existing == nil || touchesUpstream(req.Data, p) {
+		if conn, err = b.openConnection(name, entry, entry.Values); err != nil {
+			return logical.ErrorResponse(err.Error()), nil
+		}
+		if d.Get(fieldVerifyConnection).(bool) {
+			if err := conn.Verify(ctx); err != nil {
+				conn.Close()
+				return logical.ErrorResponse(fmt.Sprintf("verify_connection failed, nothing was stored: %v; fix the %s credentials or base_url, or write verify_connection=false to store without checking", err, p.Name())), nil
+			}
+		}
+	}
+	closeConn := func() {
+		if conn != nil {
 			conn.Close()
-			return logical.ErrorResponse(fmt.Sprintf("verify_connection failed, nothing was stored: %v; fix the %s credentials or base_url, or write verify_connection=false to store without checking", err, p.Name())), nil
 		}
 	}
 	managerOp, err := b.scheduleRotation(ctx, req, entry, existing)
 	if err != nil {
-		conn.Close()
+		closeConn()
 		return errorResponseFor(err)
 	}
 	if err := putConnection(ctx, req.Storage, name, entry); err != nil {
-		conn.Close()
+		closeConn()
 		if managerOp != "" {
 			return nil, fmt.Errorf("write to storage failed but the rotation manager still succeeded; operation=%s, err=%w", managerOp, err)
 		}
-		return nil, err
+		return errorResponseFor(err)
 	}
-	b.conns.put(name, entry.Generation, conn)
+	if conn == nil {
+		b.conns.rekey(name, existing.Generation, entry.Generation)
+	} else {
+		b.conns.put(name, entry.Generation, conn)
+	}
 	return nil, nil
+}
+
+// connectionForWrite reads the entry a config write builds on. A root left
+// staged by an interrupted rotation is resolved first, so that the write's
+// check and what it stores start from the root that works upstream; if that
+// cannot be told yet, the write goes on from the entry as stored.
+func (b *backend) connectionForWrite(ctx context.Context, s logical.Storage, name string) (*connectionEntry, error) {
+	existing, err := getConnection(ctx, s, name)
+	if err != nil || existing == nil || existing.PendingRoot == nil {
+		return existing, err
+	}
+	if err := b.recoverPendingRootLocked(ctx, s, name, existing); err != nil {
+		b.Logger().Debug("a staged root is still unresolved; writing the connection as stored", "connection", name, "error", err)
+		return getConnection(ctx, s, name)
+	}
+	return existing, nil
 }
 
 // connectionFromRequest merges the request into the stored connection (or a
@@ -289,7 +327,7 @@ func (e requestError) Error() string { return string(e) }
 // or a 502 when the upstream failed.
 func errorResponseFor(err error) (*logical.Response, error) {
 	var re requestError
-	if errors.Is(err, provider.ErrInvalidInput) || errors.As(err, &re) {
+	if errors.Is(err, provider.ErrInvalidInput) || errors.Is(err, errConnectionChanged) || errors.As(err, &re) {
 		return logical.ErrorResponse(err.Error()), nil
 	}
 	var ue *provider.UpstreamError

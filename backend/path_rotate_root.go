@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
@@ -46,9 +45,7 @@ func (b *backend) pathRotateRootWrite(ctx context.Context, req *logical.Request,
 // rotateRoot replaces a connection's root credential, serialized with every
 // other rotation of that connection.
 func (b *backend) rotateRoot(ctx context.Context, s logical.Storage, name string) error {
-	lock := locksutil.LockForKey(b.rootLocks, name)
-	lock.Lock()
-	defer lock.Unlock()
+	defer b.lockConnection(name)()
 	return b.rotateRootLocked(ctx, s, name)
 }
 

@@ -71,7 +71,7 @@ func (b *backend) pathRotateRoleWrite(ctx context.Context, req *logical.Request,
 }
 
 func (b *backend) staticLock(name string) *locksutil.LockEntry {
-	return locksutil.LockForKey(b.rootLocks, staticRoleStoragePrefix+name)
+	return locksutil.LockForKey(b.entryLocks, staticRoleStoragePrefix+name)
 }
 
 // rotateStatic regenerates a static role's secret and stores it at once: the

@@ -9,7 +9,6 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/automatedrotationutil"
-	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/sdk/rotation"
 	"google.golang.org/grpc/codes"
@@ -89,9 +88,11 @@ func (b *backend) scheduleRotation(ctx context.Context, req *logical.Request, en
 	sched := &entry.Rotation
 	if !sched.active() {
 		sched.SelfScheduled, sched.NextRotation = false, time.Time{}
-		err := b.System().DeregisterRotationJob(ctx, &rotation.RotationJobDeregisterRequest{MountPoint: req.MountPoint, ReqPath: req.Path})
-		if err != nil && !managerUnsupported(err) {
-			return "", fmt.Errorf("deregister the root rotation job: %w", err)
+		if existing == nil || !existing.Rotation.active() || existing.Rotation.SelfScheduled {
+			return "", nil
+		}
+		if err := b.deregisterRotation(ctx, req); err != nil {
+			return "", err
 		}
 		return "deregistration", nil
 	}
@@ -123,6 +124,17 @@ func (b *backend) scheduleRotation(ctx context.Context, req *logical.Request, en
 		return "", nil
 	}
 	return "", fmt.Errorf("register the root rotation job: %w", err)
+}
+
+// deregisterRotation removes the connection's job from Vault's rotation
+// manager. Where there is none (Vault Community, OpenBao) the schedule lives
+// in the entry only and there is nothing to remove.
+func (b *backend) deregisterRotation(ctx context.Context, req *logical.Request) error {
+	err := b.System().DeregisterRotationJob(ctx, &rotation.RotationJobDeregisterRequest{MountPoint: req.MountPoint, ReqPath: req.Path})
+	if err != nil && !managerUnsupported(err) {
+		return fmt.Errorf("deregister the root rotation job: %w", err)
+	}
+	return nil
 }
 
 func sameSchedule(a, b *rotationSchedule) bool {
@@ -193,9 +205,7 @@ func (b *backend) maintainRoots(ctx context.Context, s logical.Storage) error {
 }
 
 func (b *backend) maintainRoot(ctx context.Context, s logical.Storage, name string) error {
-	lock := locksutil.LockForKey(b.rootLocks, name)
-	lock.Lock()
-	defer lock.Unlock()
+	defer b.lockConnection(name)()
 	entry, err := getConnection(ctx, s, name)
 	if err != nil || entry == nil {
 		return err
