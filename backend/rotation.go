@@ -54,15 +54,21 @@ func parseRotationFields(entry *connectionEntry, p provider.Provider, d *framewo
 	if err := entry.Rotation.ParseAutomatedRotationFields(d); err != nil {
 		return requestError(err.Error())
 	}
-	// A period replaces a stored schedule and the reverse; the SDK only
-	// refuses both in one request.
+	// Writing either field alone replaces the whole stored schedule, so its
+	// zero value (rotation_period=0, rotation_schedule="") switches scheduled
+	// rotation off whichever kind is stored; the SDK only refuses both
+	// nonzero in one request.
 	_, periodGiven := d.GetOk("rotation_period")
 	_, scheduleGiven := d.GetOk("rotation_schedule")
-	if periodGiven && !scheduleGiven && entry.Rotation.RotationPeriod != 0 {
-		entry.Rotation.RotationSchedule, entry.Rotation.RotationWindow = "", 0
+	if periodGiven && !scheduleGiven {
+		entry.Rotation.RotationSchedule = ""
 	}
-	if scheduleGiven && !periodGiven && entry.Rotation.RotationSchedule != "" {
+	if scheduleGiven && !periodGiven {
 		entry.Rotation.RotationPeriod = 0
+	}
+	// A window belongs to a cron schedule and means nothing without one.
+	if entry.Rotation.RotationSchedule == "" {
+		entry.Rotation.RotationWindow = 0
 	}
 	if period := entry.Rotation.RotationPeriod; period != 0 && period < minRotationPeriod {
 		return requestError(fmt.Sprintf("rotation_period must be %s or more (or 0 to switch scheduled rotation off)", minRotationPeriod))
