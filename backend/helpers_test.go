@@ -83,7 +83,8 @@ func newTestEnv(t *testing.T, opts ...func(*storydenemu.Options)) *testEnv {
 	config := logical.TestBackendConfig()
 	storage := &logical.InmemStorage{}
 	config.StorageView = storage
-	config.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: logs})
+	// JSON, as sdk/plugin.Serve makes a plugin log to Vault.
+	config.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: logs, JSONFormat: true})
 	events := &eventRecorder{}
 	config.EventsSender = events
 	config.System = &testSystemView{StaticSystemView: logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}}
