@@ -19,10 +19,11 @@ import (
 )
 
 // Scheduled root rotation. On Vault Enterprise the rotation manager runs the
-// schedule and calls RotateCredential. Vault Community has no rotation
-// manager (registration answers ErrRotationManagerUnsupported), so the
-// plugin keeps the schedule in the connection and its periodic function,
-// which runs on the active node only, rotates what is due.
+// schedule and calls RotateCredential. Vault Community and OpenBao have no
+// rotation manager (registration answers ErrRotationManagerUnsupported, or
+// gRPC Unimplemented on OpenBao), so the plugin keeps the schedule in the
+// connection and its periodic function, which runs on the active node only,
+// rotates what is due.
 
 // minRotationPeriod is the shortest rotation_period accepted.
 const minRotationPeriod = time.Minute
@@ -138,9 +139,9 @@ func sameSchedule(a, b *rotationSchedule) bool {
 
 // managerUnsupported recognizes a Vault without a usable rotation manager:
 // Community answers ErrRotationManagerUnsupported (over the plugin's gRPC
-// channel only its text survives), and a Vault older than this SDK does not
-// know the registration call at all (gRPC Unimplemented). Either way the
-// plugin keeps the schedule itself.
+// channel only its text survives), while OpenBao and a Vault older than this
+// SDK do not know the rotation calls at all (gRPC Unimplemented). Either way
+// the plugin keeps the schedule itself.
 func managerUnsupported(err error) bool {
 	return errors.Is(err, automatedrotationutil.ErrRotationManagerUnsupported) ||
 		strings.Contains(err.Error(), automatedrotationutil.ErrRotationManagerUnsupported.Error()) ||
