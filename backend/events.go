@@ -18,7 +18,9 @@ const (
 )
 
 // sendEvent publishes an event with string metadata pairs (never a secret).
-// Vault without events enabled is normal and not worth a warning.
+// Vault without events enabled is normal and not worth a warning, and so is
+// OpenBao, whose plugin host has no events service (gRPC Unimplemented): the
+// event is dropped with a debug line.
 func (b *backend) sendEvent(ctx context.Context, eventType string, metadataPairs ...string) {
 	err := logical.SendEvent(ctx, b, eventType, metadataPairs...)
 	if err != nil && !errors.Is(err, framework.ErrNoEvents) {

@@ -12,6 +12,8 @@ import (
 	"github.com/hashicorp/vault/sdk/helper/automatedrotationutil"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/sdk/rotation"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 	storydenemu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storyden"
@@ -38,10 +40,12 @@ type testEnv struct {
 	events *eventRecorder
 }
 
-// eventRecorder stands for Vault's event bus.
+// eventRecorder stands for Vault's event bus, or with unimplemented set
+// for OpenBao's plugin host, which has no events service.
 type eventRecorder struct {
-	mu     sync.Mutex
-	events []recordedEvent
+	mu            sync.Mutex
+	events        []recordedEvent
+	unimplemented bool
 }
 
 type recordedEvent struct {
@@ -52,6 +56,9 @@ type recordedEvent struct {
 func (r *eventRecorder) SendEvent(_ context.Context, eventType logical.EventType, ev *logical.EventData) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.unimplemented {
+		return status.Error(codes.Unimplemented, "unknown service pb.Events")
+	}
 	r.events = append(r.events, recordedEvent{string(eventType), ev.Metadata.AsMap()})
 	return nil
 }
@@ -83,7 +90,8 @@ func newTestEnv(t *testing.T, opts ...func(*storydenemu.Options)) *testEnv {
 	config := logical.TestBackendConfig()
 	storage := &logical.InmemStorage{}
 	config.StorageView = storage
-	config.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: logs})
+	// JSON, as sdk/plugin.Serve makes a plugin log to Vault.
+	config.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: logs, JSONFormat: true})
 	events := &eventRecorder{}
 	config.EventsSender = events
 	config.System = &testSystemView{StaticSystemView: logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}}
@@ -99,15 +107,36 @@ func newTestEnv(t *testing.T, opts ...func(*storydenemu.Options)) *testEnv {
 }
 
 // testSystemView answers rotation-manager calls as Vault Community does,
-// unless enterprise is set: then it accepts and records registrations.
+// unless enterprise is set: then it accepts and records registrations; or
+// openBao: then it answers each with gRPC Unimplemented, as OpenBao's plugin
+// host does, and counts them in unimplemented.
 type testSystemView struct {
 	logical.StaticSystemView
-	enterprise bool
-	mu         sync.Mutex
-	registered map[string]*rotation.RotationJobConfigureRequest
+	enterprise    bool
+	openBao       bool
+	mu            sync.Mutex
+	registered    map[string]*rotation.RotationJobConfigureRequest
+	unimplemented map[string]int
+}
+
+// answerUnimplemented reports whether the call is one OpenBao does not know.
+func (s *testSystemView) answerUnimplemented(method string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.openBao {
+		return nil
+	}
+	if s.unimplemented == nil {
+		s.unimplemented = map[string]int{}
+	}
+	s.unimplemented[method]++
+	return status.Errorf(codes.Unimplemented, "unknown method %s for service pb.SystemView", method)
 }
 
 func (s *testSystemView) RegisterRotationJob(_ context.Context, req *rotation.RotationJobConfigureRequest) (string, error) {
+	if err := s.answerUnimplemented("RegisterRotationJob"); err != nil {
+		return "", err
+	}
 	if !s.enterprise {
 		return "", automatedrotationutil.ErrRotationManagerUnsupported
 	}
@@ -121,6 +150,9 @@ func (s *testSystemView) RegisterRotationJob(_ context.Context, req *rotation.Ro
 }
 
 func (s *testSystemView) DeregisterRotationJob(_ context.Context, req *rotation.RotationJobDeregisterRequest) error {
+	if err := s.answerUnimplemented("DeregisterRotationJob"); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.registered, req.ReqPath)
@@ -128,6 +160,9 @@ func (s *testSystemView) DeregisterRotationJob(_ context.Context, req *rotation.
 }
 
 func (s *testSystemView) GetRotationInformation(_ context.Context, req *rotation.RotationInfoRequest) (*rotation.RotationInfoResponse, error) {
+	if err := s.answerUnimplemented("GetRotationInformation"); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	job, ok := s.registered[req.ReqPath]

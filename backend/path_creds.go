@@ -195,7 +195,7 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 		b.forgetInventory(ctx, s, plan.connName, objectName)
 		return nil, fmt.Errorf("clear the write-ahead log entry for %s: %w", objectName, err)
 	}
-	b.Logger().Debug("issued credential", "connection", plan.connName, "provider", entry.Provider, "role", plan.roleName, "object", objectName, "ttl", resp.Secret.TTL)
+	b.Logger().Debug("issued credential", "connection", plan.connName, "provider", entry.Provider, "role", plan.roleName, "object", objectName, "ttl", resp.Secret.TTL.String())
 	b.sendEvent(ctx, eventCredsCreate, "connection", plan.connName, "provider", entry.Provider, "role", plan.roleName, "object", objectName)
 	return resp, nil
 }

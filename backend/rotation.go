@@ -18,10 +18,11 @@ import (
 )
 
 // Scheduled root rotation. On Vault Enterprise the rotation manager runs the
-// schedule and calls RotateCredential. Vault Community has no rotation
-// manager (registration answers ErrRotationManagerUnsupported), so the
-// plugin keeps the schedule in the connection and its periodic function,
-// which runs on the active node only, rotates what is due.
+// schedule and calls RotateCredential. Vault Community and OpenBao have no
+// rotation manager (registration answers ErrRotationManagerUnsupported, or
+// gRPC Unimplemented on OpenBao), so the plugin keeps the schedule in the
+// connection and its periodic function, which runs on the active node only,
+// rotates what is due.
 
 // minRotationPeriod is the shortest rotation_period accepted.
 const minRotationPeriod = time.Minute
@@ -53,15 +54,21 @@ func parseRotationFields(entry *connectionEntry, p provider.Provider, d *framewo
 	if err := entry.Rotation.ParseAutomatedRotationFields(d); err != nil {
 		return requestError(err.Error())
 	}
-	// A period replaces a stored schedule and the reverse; the SDK only
-	// refuses both in one request.
+	// Writing either field alone replaces the whole stored schedule, so its
+	// zero value (rotation_period=0, rotation_schedule="") switches scheduled
+	// rotation off whichever kind is stored; the SDK only refuses both
+	// nonzero in one request.
 	_, periodGiven := d.GetOk("rotation_period")
 	_, scheduleGiven := d.GetOk("rotation_schedule")
-	if periodGiven && !scheduleGiven && entry.Rotation.RotationPeriod != 0 {
-		entry.Rotation.RotationSchedule, entry.Rotation.RotationWindow = "", 0
+	if periodGiven && !scheduleGiven {
+		entry.Rotation.RotationSchedule = ""
 	}
-	if scheduleGiven && !periodGiven && entry.Rotation.RotationSchedule != "" {
+	if scheduleGiven && !periodGiven {
 		entry.Rotation.RotationPeriod = 0
+	}
+	// A window belongs to a cron schedule and means nothing without one.
+	if entry.Rotation.RotationSchedule == "" {
+		entry.Rotation.RotationWindow = 0
 	}
 	if period := entry.Rotation.RotationPeriod; period != 0 && period < minRotationPeriod {
 		return requestError(fmt.Sprintf("rotation_period must be %s or more (or 0 to switch scheduled rotation off)", minRotationPeriod))
@@ -144,9 +151,9 @@ func sameSchedule(a, b *rotationSchedule) bool {
 
 // managerUnsupported recognizes a Vault without a usable rotation manager:
 // Community answers ErrRotationManagerUnsupported (over the plugin's gRPC
-// channel only its text survives), and a Vault older than this SDK does not
-// know the registration call at all (gRPC Unimplemented). Either way the
-// plugin keeps the schedule itself.
+// channel only its text survives), while OpenBao and a Vault older than this
+// SDK do not know the rotation calls at all (gRPC Unimplemented). Either way
+// the plugin keeps the schedule itself.
 func managerUnsupported(err error) bool {
 	return errors.Is(err, automatedrotationutil.ErrRotationManagerUnsupported) ||
 		strings.Contains(err.Error(), automatedrotationutil.ErrRotationManagerUnsupported.Error()) ||

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -247,5 +248,59 @@ func TestSchedule_OtherWritesDoNotPostponeAndPeriodReplacesSchedule(t *testing.T
 	read = env.mustOK(logical.ReadOperation, "config/main", nil)
 	if _, ok := read.Data["rotation_schedule"]; ok || read.Data["rotation_period"] != float64(7200) {
 		t.Fatalf("a new rotation_period did not replace the stored schedule: %v", read.Data)
+	}
+}
+
+// Every documented way of switching scheduled rotation off works whichever
+// kind of schedule is stored, and on Enterprise it deregisters the job.
+func TestSchedule_EveryWayOfSwitchingOff(t *testing.T) {
+	cron := map[string]any{"rotation_schedule": "*/15 * * * *", "rotation_window": "1h"}
+	period := map[string]any{"rotation_period": "1h"}
+	cases := []struct {
+		name   string
+		stored map[string]any
+		write  map[string]any
+		// kept is what the read still shows (disable keeps the settings).
+		kept map[string]any
+	}{
+		{"schedule, then rotation_period=0", cron, map[string]any{"rotation_period": 0}, nil},
+		{"schedule, then rotation_schedule empty", cron, map[string]any{"rotation_schedule": ""}, nil},
+		{"schedule, then both cleared", cron, map[string]any{"rotation_schedule": "", "rotation_period": 0}, nil},
+		{"schedule, then disabled", cron, map[string]any{"disable_automated_rotation": true},
+			map[string]any{"rotation_schedule": "*/15 * * * *", "rotation_window": float64(3600)}},
+		{"period, then rotation_period=0", period, map[string]any{"rotation_period": 0}, nil},
+		{"period, then rotation_schedule empty", period, map[string]any{"rotation_schedule": ""}, nil},
+		{"period, then both cleared", period, map[string]any{"rotation_schedule": "", "rotation_period": 0}, nil},
+		{"period, then disabled", period, map[string]any{"disable_automated_rotation": true},
+			map[string]any{"rotation_period": float64(3600)}},
+	}
+	for _, tc := range cases {
+		for _, enterprise := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/enterprise=%v", tc.name, enterprise), func(t *testing.T) {
+				env := newTestEnv(t)
+				sys := env.b.System().(*testSystemView)
+				sys.enterprise = enterprise
+				clock := env.withClock()
+				env.mustOK(logical.CreateOperation, "config/main", env.storydenConfig(tc.stored))
+				env.mustOK(logical.UpdateOperation, "config/main", tc.write)
+
+				read := env.mustOK(logical.ReadOperation, "config/main", nil)
+				for _, field := range []string{"next_vault_rotation", "rotation_schedule", "rotation_window", "rotation_period"} {
+					got, shown := read.Data[field]
+					want, kept := tc.kept[field]
+					if shown != kept || got != want {
+						t.Errorf("read shows %s=%v (shown %v), want %v (shown %v)", field, got, shown, want, kept)
+					}
+				}
+				if _, ok := sys.registered["config/main"]; ok {
+					t.Error("the rotation manager still holds the job")
+				}
+				// Past both the period and the cron slot, inside its window.
+				clock.Advance(61 * time.Minute)
+				if err := env.tick(); err != nil || env.passwordChanges() != 0 {
+					t.Fatalf("rotated after scheduled rotation was switched off: %v, %d changes", err, env.passwordChanges())
+				}
+			})
+		}
 	}
 }

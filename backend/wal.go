@@ -73,7 +73,7 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 	}
 	logger := b.Logger().With("connection", entry.Connection, "role", entry.Role, "object", entry.Name)
 	if age := time.Since(time.Unix(entry.CreatedAt, 0)); age > maxWALAge {
-		logger.Warn("giving up on removing an upstream object left by an interrupted issue; delete it upstream by hand if it still exists", "age", age.Round(time.Minute))
+		logger.Warn("giving up on removing an upstream object left by an interrupted issue; delete it upstream by hand if it still exists", "age", age.Round(time.Minute).String())
 		return nil
 	}
 	conn, connEntry, err := b.liveConnection(ctx, req.Storage, entry.Connection)

@@ -46,7 +46,8 @@ type Client struct {
 	BaseURL string
 	// HTTP is the transport; nil uses a client with DefaultRequestTimeout.
 	HTTP *http.Client
-	// Logger receives one trace line per call: method, path, status, duration.
+	// Logger receives one trace line per call: method, path, status, duration
+	// (durations as text, see ConnectionConfig.Logger).
 	Logger hclog.Logger
 	// MaxAttempts bounds tries per request (default 4).
 	MaxAttempts int
@@ -146,7 +147,7 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 			gated++
 			attempt-- // the upstream refused it unseen: not a failed attempt
 			c.Gate.closeFor(after)
-			c.Log().Debug("upstream rate limit: holding calls back", "provider", c.Provider, "op", r.Op, "wait", after)
+			c.Log().Debug("upstream rate limit: holding calls back", "provider", c.Provider, "op", r.Op, "wait", after.String())
 			continue
 		}
 		wait, retry := c.retryDecision(ctx, r, resp, err, backoff)
@@ -156,7 +157,7 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 			}
 			return resp, nil
 		}
-		c.Log().Debug("retrying upstream call", "provider", c.Provider, "op", r.Op, "attempt", attempt, "wait", wait)
+		c.Log().Debug("retrying upstream call", "provider", c.Provider, "op", r.Op, "attempt", attempt, "wait", wait.String())
 		if err := Sleep(ctx, wait); err != nil {
 			return nil, &UpstreamError{Provider: c.Provider, Op: r.Op, Err: err}
 		}
@@ -219,12 +220,12 @@ func (c *Client) send(ctx context.Context, r Request) (*Response, error) {
 	start := time.Now()
 	httpResp, err := c.httpClient().Do(req)
 	if err != nil {
-		c.Log().Trace("upstream call failed", "provider", c.Provider, "method", r.Method, "path", r.Path, "duration", time.Since(start))
+		c.Log().Trace("upstream call failed", "provider", c.Provider, "method", r.Method, "path", r.Path, "duration", time.Since(start).String())
 		return nil, stripURL(err)
 	}
 	defer httpResp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(httpResp.Body, maxResponseBytes))
-	c.Log().Trace("upstream call", "provider", c.Provider, "method", r.Method, "path", r.Path, "status", httpResp.StatusCode, "duration", time.Since(start))
+	c.Log().Trace("upstream call", "provider", c.Provider, "method", r.Method, "path", r.Path, "status", httpResp.StatusCode, "duration", time.Since(start).String())
 	if err != nil {
 		return nil, fmt.Errorf("read response (HTTP %d): %w", httpResp.StatusCode, stripURL(err))
 	}

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -11,6 +12,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 // scripted answers each request with the next status in statuses (the last
@@ -288,5 +293,44 @@ func TestClient_RateGateNeedsRetryAfter(t *testing.T) {
 	}
 	if calls.Load() != 1 || !c.Gate.open.IsZero() {
 		t.Fatalf("%d calls for a 429 without a usable Retry-After and one attempt; gate closed until %s", calls.Load(), c.Gate.open)
+	}
+}
+
+// Vault reads a plugin's JSON log lines, where a time.Duration is a number
+// of nanoseconds (Vault then prints wait=1e+09); durations are logged as text.
+func TestClient_LogsDurationsAsText(t *testing.T) {
+	cases := []struct {
+		name    string
+		gate    *RateGate
+		message string
+	}{
+		{"retry after a Retry-After", nil, "retrying upstream call"},
+		{"wait at the rate gate", &RateGate{}, "upstream rate limit: holding calls back"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, _ := scripted(t, http.Header{"Retry-After": {"1"}}, 429, 200)
+			logs := &testutil.LogBuffer{}
+			c := &Client{Provider: "test", BaseURL: srv.URL, Gate: tc.gate,
+				Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: logs, JSONFormat: true})}
+			if _, err := c.Do(context.Background(), Request{Op: "op", Method: http.MethodGet, Path: "/x"}); err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]map[string]any{}
+			for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+				var fields map[string]any
+				if err := json.Unmarshal([]byte(line), &fields); err != nil {
+					t.Fatalf("log line %q is not JSON: %v", line, err)
+				}
+				seen[fields["@message"].(string)] = fields
+			}
+			if wait := seen[tc.message]["wait"]; wait != "1s" {
+				t.Errorf("%s: wait=%#v, want \"1s\"", tc.message, wait)
+			}
+			duration, _ := seen["upstream call"]["duration"].(string)
+			if _, err := time.ParseDuration(duration); err != nil {
+				t.Errorf("upstream call: duration=%#v is not a duration", seen["upstream call"]["duration"])
+			}
+		})
 	}
 }

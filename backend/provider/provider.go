@@ -106,7 +106,9 @@ type ConnectionConfig struct {
 	Values Values
 	// HTTPClient is the transport to use; tests swap it.
 	HTTPClient *http.Client
-	// Logger must never receive a secret.
+	// Logger must never receive a secret. Pass durations as d.String():
+	// Vault reads a plugin's log lines as JSON, where a time.Duration is a
+	// bare count of nanoseconds (ttl=3e+11).
 	Logger hclog.Logger
 }
 
