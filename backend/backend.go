@@ -6,6 +6,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -85,6 +86,12 @@ type backend struct {
 	httpClient *http.Client
 	// now is the clock of the rotation schedule; tests move it.
 	now func() time.Time
+	// periodicBudget bounds one tick of the periodic function, and
+	// itemBudget its work on one connection or static role; tests shrink
+	// them. See periodic.
+	periodicBudget, itemBudget time.Duration
+	// recoveries backs off pending-root recoveries that failed.
+	recoveries *backoffs
 }
 
 // Factory returns a new, set-up instance of the engine.
@@ -103,6 +110,10 @@ func newBackend(providers *registry) *backend {
 		entryLocks: locksutil.CreateLocks(),
 		httpClient: &http.Client{Timeout: provider.DefaultRequestTimeout},
 		now:        time.Now,
+
+		periodicBudget: defaultPeriodicBudget,
+		itemBudget:     defaultItemBudget,
+		recoveries:     newBackoffs(),
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -163,11 +174,33 @@ func (b *backend) clean(_ context.Context) {
 	b.conns.dropAll()
 }
 
+// Vault runs the periodic function and then the WAL rollback in one
+// operation bounded at 90 s. The periodic work stops within its budget so
+// that one hung upstream can never cancel the rollback of the whole mount;
+// each connection or static role gets a slice, so one cannot starve the rest.
+const (
+	defaultPeriodicBudget = 30 * time.Second
+	defaultItemBudget     = 10 * time.Second
+)
+
 // periodic runs on Vault's rollback tick (once a minute); only the node that
 // may write resolves interrupted rotations and runs rotation schedules.
 func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, b.periodicBudget)
+	defer cancel()
 	return errors.Join(b.maintainRoots(ctx, req.Storage), b.rotateDueStatics(ctx, req.Storage))
+}
+
+// withinItemBudget runs one item of periodic work on its slice of ctx, or
+// reports that the tick's budget ran out before it.
+func (b *backend) withinItemBudget(ctx context.Context, what string, work func(context.Context) error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s: waits for the next tick, this one's budget of %s is spent", what, b.periodicBudget)
+	}
+	itemCtx, cancel := context.WithTimeout(ctx, b.itemBudget)
+	defer cancel()
+	return work(itemCtx)
 }

@@ -123,7 +123,10 @@ func (b *backend) rotateDueStatics(ctx context.Context, s logical.Storage) error
 			errs = append(errs, err)
 			continue
 		}
-		if err := b.rotateStatic(ctx, s, name); err != nil {
+		err = b.withinItemBudget(ctx, fmt.Sprintf("static role %q", name), func(ctx context.Context) error {
+			return b.rotateStatic(ctx, s, name)
+		})
+		if err != nil {
 			b.Logger().Error("static role rotation failed", "static_role", name, "error", err)
 			errs = append(errs, fmt.Errorf("static role %q: %w", name, err))
 		}

@@ -175,10 +175,7 @@ func nextRotation(sched *rotationSchedule, from time.Time) (time.Time, error) {
 // rotationBackoff is the wait after the n-th failure in a row: 1m, 2m, 4m…,
 // never more than the period or an hour.
 func rotationBackoff(sched *rotationSchedule, failures int) time.Duration {
-	wait := maxRotationBackoff
-	if failures < 7 {
-		wait = min(time.Minute<<(failures-1), maxRotationBackoff)
-	}
+	wait := doublingBackoff(failures)
 	if sched.RotationPeriod > 0 {
 		wait = min(wait, sched.RotationPeriod)
 	}
@@ -204,7 +201,10 @@ func (b *backend) maintainRoots(ctx context.Context, s logical.Storage) error {
 	}
 	var errs []error
 	for _, name := range names {
-		if err := b.maintainRoot(ctx, s, name); err != nil {
+		err := b.withinItemBudget(ctx, fmt.Sprintf("connection %q", name), func(ctx context.Context) error {
+			return b.maintainRoot(ctx, s, name)
+		})
+		if err != nil {
 			errs = append(errs, fmt.Errorf("connection %q: %w", name, err))
 		}
 	}
@@ -217,13 +217,18 @@ func (b *backend) maintainRoot(ctx context.Context, s logical.Storage, name stri
 	if err != nil || entry == nil {
 		return err
 	}
+	now := b.now()
 	if entry.PendingRoot != nil {
-		if err := b.recoverPendingRootLocked(ctx, s, name, entry); err != nil {
-			return err
+		if !b.recoveries.due(name, now) {
+			return nil
 		}
+		if err := b.recoverPendingRootLocked(ctx, s, name, entry); err != nil {
+			wait := b.recoveries.failed(name, now)
+			return fmt.Errorf("%w; trying again in %s", err, wait)
+		}
+		b.recoveries.succeeded(name)
 	}
 	sched := &entry.Rotation
-	now := b.now()
 	if !sched.SelfScheduled || !sched.active() || now.Before(sched.NextRotation) {
 		return nil
 	}
