@@ -92,6 +92,8 @@ type backend struct {
 	periodicBudget, itemBudget time.Duration
 	// recoveries backs off pending-root recoveries that failed.
 	recoveries *backoffs
+	// cluster caches this cluster's tag; see cluster.go.
+	cluster clusterTagCache
 }
 
 // Factory returns a new, set-up instance of the engine.
@@ -119,7 +121,7 @@ func newBackend(providers *registry) *backend {
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
-			LocalStorage:    []string{framework.WALPrefix},
+			LocalStorage:    []string{framework.WALPrefix, inventoryStoragePrefix, clusterStoragePrefix},
 			SealWrapStorage: []string{configStoragePrefix, staticRoleStoragePrefix},
 		},
 		Paths: framework.PathAppend(

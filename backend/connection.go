@@ -44,12 +44,13 @@ type connectionEntry struct {
 const objectTagLen = 4
 
 // ownsObject reports whether an upstream object name was made by this
-// connection: <prefix>-<role>-<tag><random>.
-func (e *connectionEntry) ownsObject(name string) bool {
-	if e.Tag == "" || len(name) < uniqueLen {
+// connection on this cluster: <prefix>-<role>-<tag><cluster><random>.
+// Names of v0.1.0, which had no cluster part, are never claimed.
+func (e *connectionEntry) ownsObject(name, cluster string) bool {
+	if e.Tag == "" || cluster == "" || len(name) < uniqueLen {
 		return false
 	}
-	return strings.HasPrefix(name[len(name)-uniqueLen:], e.Tag)
+	return strings.HasPrefix(name[len(name)-uniqueLen:], e.Tag+cluster)
 }
 
 // allowsRole reports whether allowed_roles admits role.

@@ -90,6 +90,15 @@ func writeOperation(cb framework.OperationFunc, summary string) *framework.PathO
 	}
 }
 
+// clusterWriteOperation marks a write that stays in its cluster: forwarded
+// from performance standbys, but served by a performance secondary itself,
+// since it writes only local storage (see cluster.go).
+func clusterWriteOperation(cb framework.OperationFunc, summary string) *framework.PathOperation {
+	op := writeOperation(cb, summary)
+	op.ForwardPerformanceSecondary = false
+	return op
+}
+
 // existsUnder is the ExistenceCheck of a path storing NAME under prefix. An
 // invalid name does not exist; the write handler then says what is wrong.
 func existsUnder(prefix string) framework.ExistenceFunc {

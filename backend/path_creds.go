@@ -20,10 +20,11 @@ const fieldRole = "role"
 const cleanupTimeout = 30 * time.Second
 
 // uniqueAlphabet and uniqueLen make the suffix of upstream object names:
-// 12 base-36 characters, about 62 bits.
+// the connection's tag, the cluster's tag, then 8 random base-36
+// characters (about 41 bits per connection and cluster).
 const (
 	uniqueAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	uniqueLen      = 12
+	uniqueLen      = objectTagLen + clusterTagLen + 8
 )
 
 func (b *backend) pathCreds() []*framework.Path {
@@ -140,11 +141,17 @@ func effectiveMaxTTL(sys logical.SystemView, roleMax time.Duration) time.Duratio
 // failure at any point leaves nothing behind upstream for long.
 func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan, conn provider.Connection) (*logical.Response, error) {
 	entry := plan.conn
-	random, err := provider.RandomString(uniqueLen-len(entry.Tag), uniqueAlphabet)
+	// Before anything is written: on a performance standby this first write
+	// of a new cluster fails with logical.ErrReadOnly, and Vault forwards.
+	cluster, err := b.clusterTag(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	unique := entry.Tag + random
+	random, err := provider.RandomString(uniqueLen-len(entry.Tag)-len(cluster), uniqueAlphabet)
+	if err != nil {
+		return nil, err
+	}
+	unique := entry.Tag + cluster + random
 	now := time.Now()
 	objectName := fmt.Sprintf("%s-%s-%s", b.namePrefix(plan.role), plan.roleName, unique)
 	wal := walIssue{Connection: plan.connName, Provider: entry.Provider, Role: plan.roleName, Name: objectName, RoleValues: plan.role.Values, CreatedAt: now.Unix()}

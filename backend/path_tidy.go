@@ -45,7 +45,7 @@ storable) record nothing.`,
 				fieldSafetyBuffer: {Type: framework.TypeDurationSecond, Default: 3600, Description: "Leave alone anything whose lease ended, or that was created, less than this long ago."},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: writeOperation(b.pathTidyWrite, "Compare the inventory with what the upstream lists, and optionally delete leftovers."),
+				logical.UpdateOperation: clusterWriteOperation(b.pathTidyWrite, "Compare the inventory with what the upstream lists, and optionally delete leftovers."),
 			},
 			HelpSynopsis: "Find (and with dry_run=false delete) upstream objects no live lease accounts for.",
 			HelpDescription: `Lists the connection's objects upstream and sorts them against the
@@ -151,6 +151,10 @@ func (b *backend) tidy(ctx context.Context, s logical.Storage, name string, entr
 	if err != nil {
 		return nil, err
 	}
+	cluster, err := b.clusterTag(ctx, s)
+	if err != nil {
+		return nil, err
+	}
 	now := time.Now()
 	report := &tidyReport{}
 	seen := map[string]bool{}
@@ -178,7 +182,7 @@ func (b *backend) tidy(ctx context.Context, s logical.Storage, name string, entr
 			continue
 		}
 		view := map[string]any{"name": obj.Name, "object_id": obj.ID, "created_at": provider.Timestamp(obj.CreatedAt)}
-		if !entry.ownsObject(obj.Name) {
+		if !entry.ownsObject(obj.Name, cluster) {
 			// Named like the plugin's, but another connection or mount on the
 			// same upstream account made it: never ours to delete.
 			report.ForeignUpstream = append(report.ForeignUpstream, view)

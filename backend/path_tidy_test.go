@@ -85,18 +85,22 @@ func TestTidy_FindsAndRemovesLeftoversButNeverLiveCredentials(t *testing.T) {
 	// Deleted by hand upstream.
 	gone := env.issue()
 	adminDelete(t, env, gone.Data["access_key_id"].(string))
-	// Made by hand: a copy of one of this connection's keys (its tag), one
-	// named like another mount's keys on the same account, and one unrelated.
+	// Made by hand: a copy of one of this connection's keys (its tag and this
+	// cluster's), one named like another mount's keys on the same account,
+	// one like another cluster's keys of this connection (performance
+	// replication), and one unrelated.
 	conn, _ := getConnection(ctx, env.storage, "main")
-	copied := "vault-app-" + conn.Tag + "handmade"
-	for _, name := range []string{copied, "vault-app-otherm0unt00", "ci-deploy-token"} {
+	cluster := env.b.cluster.tag
+	copied := "vault-app-" + conn.Tag + cluster + "handmade"
+	otherCluster := "vault-app-" + conn.Tag + map[bool]string{true: "zy", false: "zz"}[cluster == "zz"] + "handmade"
+	for _, name := range []string{copied, "vault-app-otherm0unt0000", otherCluster, "ci-deploy-token"} {
 		if _, err := storydenemu.ProbeCreateKey(env.upstream.URL(), adminHandle, adminPassword, name); err != nil {
 			t.Fatal(err)
 		}
 	}
 
 	report := env.mustOK(logical.UpdateOperation, "tidy/main", nil)
-	if report.Data["dry_run"] != true || len(env.liveKeys()) != 6 {
+	if report.Data["dry_run"] != true || len(env.liveKeys()) != 7 {
 		t.Fatalf("a dry run changed something upstream: %v", report.Data)
 	}
 	want := map[string][]string{
@@ -104,7 +108,7 @@ func TestTidy_FindsAndRemovesLeftoversButNeverLiveCredentials(t *testing.T) {
 		"expired_present":  {expiredName},
 		"gone_upstream":    {env.leaseName(gone)},
 		"unknown_upstream": {env.leaseName(lost), copied},
-		"foreign_upstream": {"vault-app-otherm0unt00"},
+		"foreign_upstream": sortStrings([]string{"vault-app-otherm0unt0000", otherCluster}),
 	}
 	for field, names := range want {
 		got := namesOf(report.Data[field])
@@ -129,7 +133,7 @@ func TestTidy_FindsAndRemovesLeftoversButNeverLiveCredentials(t *testing.T) {
 	for _, o := range env.liveKeys() {
 		left = append(left, o.Name)
 	}
-	if strings.Join(sortStrings(left), ",") != strings.Join(sortStrings([]string{env.leaseName(live), "vault-app-otherm0unt00", "ci-deploy-token"}), ",") {
+	if strings.Join(sortStrings(left), ",") != strings.Join(sortStrings([]string{env.leaseName(live), "vault-app-otherm0unt0000", otherCluster, "ci-deploy-token"}), ",") {
 		t.Fatalf("left upstream: %v", left)
 	}
 }
