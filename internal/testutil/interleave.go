@@ -1,8 +1,10 @@
 package testutil
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"testing"
@@ -81,7 +83,9 @@ func Receive(ch <-chan struct{}, n int, what string) error {
 // Hooked is an emulator whose requests first pass through Before, on the
 // request's goroutine, which may hold them (to force an interleaving) or
 // note them. The sandbox still counts calls by the emulator's route
-// templates, and applies faults before Before runs.
+// templates, and applies faults before Before runs. The request body is
+// read before Before runs: net/http notices a client hanging up, and ends
+// r.Context(), only once the body has been read.
 type Hooked struct {
 	sandbox.Emulator
 	Before func(r *http.Request)
@@ -98,9 +102,18 @@ type hookedHandler struct {
 }
 
 func (h hookedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxHookedBody))
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	h.before(r)
 	h.next.ServeHTTP(w, r)
 }
+
+// maxHookedBody bounds the request body Hooked reads; the emulators' own
+// limits are far below it.
+const maxHookedBody = 4 << 20
 
 // Handler looks routes up in the emulator's own mux, so that the sandbox
 // names calls by route template.
@@ -138,6 +151,8 @@ func (h *Hold) Before(r *http.Request) {
 	select {
 	case <-h.release:
 	case <-r.Context().Done():
+	}
+	if r.Context().Err() != nil {
 		panic(http.ErrAbortHandler)
 	}
 }
