@@ -711,8 +711,16 @@ func (e *fmEnv) runUnderFault(row fmRow, m *fmMatrix) string {
 	}
 	t.Logf("%s (fault hit %d of %d matching requests) %s", outcome, applied, matched, msg)
 	if latency {
-		// Let any delayed request land before the upstream is inspected.
-		time.Sleep(time.Duration(fmLatencyMS)*time.Millisecond + 300*time.Millisecond)
+		// Let every request the latency fault still holds end before the
+		// upstream is inspected (their clients gave up, so they end at
+		// once, unhandled), instead of sleeping past the latency.
+		ctx, cancel := context.WithTimeout(context.Background(), testutil.Failsafe)
+		for name, srv := range e.servers {
+			if err := srv.WaitIdle(ctx); err != nil {
+				t.Errorf("the %s emulator is still handling a request: %v", name, err)
+			}
+		}
+		cancel()
 		e.setClientTimeout(fmNormalTimeout)
 	}
 	if e.p.name == "katapult" && e.col.fault.Status == http.StatusTooManyRequests && e.col.fault.RetryAfter == "" {
