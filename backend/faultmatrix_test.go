@@ -56,11 +56,13 @@ const (
 	fmConn = "c"
 	fmRole = "app"
 	// fmClientTimeout is the backend's HTTP client timeout while a latency
-	// fault is armed, and fmLatencyMS the injected delay that outlasts it.
+	// fault is armed, and fmLatencyMS the injected delay that outlasts it,
+	// so far that the client always gives up first whatever the load (the
+	// sandbox then abandons the request).
 	// Setup and recovery run with fmNormalTimeout, so that CPU contention
 	// cannot fail an unfaulted request.
 	fmClientTimeout = time.Second
-	fmLatencyMS     = 2500
+	fmLatencyMS     = 60_000
 	// fmRequestTimeout is the deadline of every request, as Vault puts one
 	// on each (max_request_duration, 90 s by default). It bounds the
 	// providers' own retry loops, and Katapult's wait for its next rate

@@ -116,6 +116,11 @@ func recordWaits(conn *connection) *testutil.Waits {
 	return waits
 }
 
+// pastTimeoutMS outlasts the harness's 500 ms client timeout so far that the
+// client always gives up first, whatever the load (the sandbox then
+// abandons the request).
+const pastTimeoutMS = 60_000
+
 // longestBackoffs is the most provider.Client's backoff asks for over its
 // four attempts (jittered waits of at most 250 ms, 500 ms and 1 s).
 const longestBackoffs = 1750 * time.Millisecond
@@ -352,8 +357,8 @@ func TestUpstreamFaults(t *testing.T) {
 			}},
 		{name: "dropped connection is retried", fault: sandbox.Fault{Drop: true, Times: 1}, calls: 2},
 		{name: "malformed body", fault: sandbox.Fault{Malformed: true}, calls: 1, wantErr: "not the JSON expected"},
-		{name: "one attempt past the client timeout is retried", fault: sandbox.Fault{LatencyMS: 3000, Times: 1}, calls: 2},
-		{name: "latency past the client timeout throughout fails", fault: sandbox.Fault{LatencyMS: 3000}, calls: 4, wantErr: "Client.Timeout"},
+		{name: "one attempt past the client timeout is retried", fault: sandbox.Fault{LatencyMS: pastTimeoutMS, Times: 1}, calls: 2},
+		{name: "latency past the client timeout throughout fails", fault: sandbox.Fault{LatencyMS: pastTimeoutMS}, calls: 4, wantErr: "Client.Timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

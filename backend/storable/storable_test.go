@@ -636,6 +636,11 @@ func TestRateLimitIsReportedNotHammered(t *testing.T) {
 	h.issue(conn, time.Minute)
 }
 
+// pastTimeoutMS outlasts the harness's 500 ms client timeout so far that the
+// client always gives up first, whatever the load (the sandbox then
+// abandons the request).
+const pastTimeoutMS = 60_000
+
 // longestBackoffs is the most provider.Client's backoff asks for over its
 // four attempts (jittered waits of at most 250 ms, 500 ms and 1 s).
 const longestBackoffs = 1750 * time.Millisecond
@@ -655,8 +660,8 @@ func TestUpstreamFaults(t *testing.T) {
 		{"429 asking for a long wait is reported at once", sandbox.Fault{Status: 429, RetryAfter: "3600"}, 1, "retry after 1h0m0s"},
 		{"dropped connection is retried", sandbox.Fault{Drop: true, Times: 1}, 2, ""},
 		{"malformed body", sandbox.Fault{Malformed: true, Times: 1}, 1, "not the JSON expected"},
-		{"one attempt past the client timeout is retried", sandbox.Fault{LatencyMS: 3000, Times: 1}, 2, ""},
-		{"latency past the client timeout throughout fails", sandbox.Fault{LatencyMS: 3000}, 4, "Client.Timeout"},
+		{"one attempt past the client timeout is retried", sandbox.Fault{LatencyMS: pastTimeoutMS, Times: 1}, 2, ""},
+		{"latency past the client timeout throughout fails", sandbox.Fault{LatencyMS: pastTimeoutMS}, 4, "Client.Timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
