@@ -438,7 +438,7 @@ func TestCallerGivingUpDoesNotFailOthers(t *testing.T) {
 	wg.Go(func() { _, patientErr = h.issueCtx(context.Background(), conn, time.Minute) })
 	testutil.Await(t, joined, 2, "both callers to wait for the token request")
 	cancel()
-	<-impatientDone
+	testutil.Await(t, impatientDone, 1, "the impatient caller to give up")
 	hold.Release()
 	wg.Wait()
 	if !errors.Is(impatientErr, context.Canceled) || patientErr != nil {
