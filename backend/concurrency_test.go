@@ -11,6 +11,8 @@ package backend
 // once, and the same workers take reads and revokes in random order, so
 // revokes run while reads are still under way. When all are done:
 //
+//   - reads and revokes overlapped: the first Katapult key create is held at
+//     the emulator until a revoke's key delete arrives there;
 //   - no request failed (and the race detector saw nothing);
 //   - no orphan: no emulator holds a live object, except the tokens of dStor
 //     and Storable, which have no revocation API; Katapult's bucket ACL holds
@@ -97,12 +99,16 @@ type ccEnv struct {
 	// servers by provider; StorX has two, "storx" and "storx-auth".
 	servers    map[string]*sandbox.Server
 	storxUsers *storxUserCounter
+	overlap    *ccOverlap
 }
 
 func newCCEnv(t *testing.T) *ccEnv {
 	t.Helper()
 	env := newTestEnv(t)
-	c := &ccEnv{testEnv: env, servers: map[string]*sandbox.Server{"storyden": env.upstream}}
+	// The create held by ccOverlap waits for a revoke; only the request's
+	// deadline may end it.
+	env.b.httpClient.Timeout = ccRequestTimeout
+	c := &ccEnv{testEnv: env, servers: map[string]*sandbox.Server{"storyden": env.upstream}, overlap: newCCOverlap()}
 
 	sat := storxemu.New(storxemu.Options{
 		Developers: []storxemu.Developer{{Email: ccStorxEmail, Password: ccStorxPassword}},
@@ -113,7 +119,7 @@ func newCCEnv(t *testing.T) *ccEnv {
 	c.storxUsers = &storxUserCounter{Satellite: sat, counts: map[string]int{}}
 	c.servers["storx"] = testutil.StartEmulator(t, c.storxUsers)
 	c.servers["storx-auth"] = testutil.StartEmulator(t, storxemu.NewAuthService(sat, storxemu.AuthOptions{}))
-	c.servers["katapult"] = testutil.StartEmulator(t, katapultemu.New(katapultemu.Options{
+	c.servers["katapult"] = testutil.StartEmulator(t, testutil.Hooked{Before: c.overlap.before, Emulator: katapultemu.New(katapultemu.Options{
 		Organizations:     []katapultemu.Organization{{SubDomain: "acme", Buckets: []string{"data"}}},
 		Tokens:            []katapultemu.Token{{Secret: ccKatapultToken, Organization: "acme", User: "vault"}},
 		ProvisioningDelay: -1,
@@ -123,7 +129,7 @@ func newCCEnv(t *testing.T) *ccEnv {
 		// at the default 1,000 a minute the plugin would rightly wait for
 		// the next window.
 		RateLimit: 1_000_000,
-	}))
+	})})
 	c.servers["dstor"] = testutil.StartEmulator(t, dstoremu.New(dstoremu.Options{APIKeys: []dstoremu.APIKey{{Key: ccDstorKey}}}))
 	c.servers["storable"] = testutil.StartEmulator(t, storableemu.New(storableemu.Options{
 		Clients: []storableemu.Client{{ID: ccStorableClientID, Secret: ccStorableSecret, APIKey: ccStorableAPIKey}},
@@ -227,6 +233,45 @@ const (
 	pathStorxUserToken  = "/api/v0/developer/auth/user-token"
 )
 
+// ccOverlap proves that reads and revokes run at the same time, whatever
+// the scheduling: it holds the first Katapult key create at the emulator
+// until a key delete, which only a revoke sends, arrives there. The read
+// and the revoke are then both in flight. Should no delete come, the held
+// create ends with its request's deadline and the read fails.
+type ccOverlap struct {
+	mu      sync.Mutex
+	holding bool
+	deleted chan struct{}
+	once    sync.Once
+	// seen is set when the held create was let go by a delete.
+	seen atomic.Bool
+}
+
+func newCCOverlap() *ccOverlap { return &ccOverlap{deleted: make(chan struct{})} }
+
+func (o *ccOverlap) before(r *http.Request) {
+	switch {
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/object_storage_cluster/access_keys"):
+		o.mu.Lock()
+		first := !o.holding
+		o.holding = true
+		o.mu.Unlock()
+		if !first {
+			return
+		}
+		select {
+		case <-o.deleted:
+		case <-r.Context().Done():
+		}
+		if r.Context().Err() != nil {
+			panic(http.ErrAbortHandler)
+		}
+		o.seen.Store(true)
+	case r.Method == http.MethodDelete:
+		o.once.Do(func() { close(o.deleted) })
+	}
+}
+
 // ccLease is one issued credential on its way to revocation.
 type ccLease struct {
 	role   ccRole
@@ -245,10 +290,8 @@ type ccRun struct {
 
 	issued, revoked atomic.Int64
 	// revokesBeforeLastRead counts revokes that finished while reads were
-	// still left: proof that the two overlapped.
+	// still left, for the log.
 	revokesBeforeLastRead atomic.Int64
-	lastReadDone          atomic.Int64 // unix nanoseconds
-	firstRevokeStart      atomic.Int64 // unix nanoseconds
 }
 
 func (r *ccRun) fail(format string, args ...any) {
@@ -302,7 +345,6 @@ func TestConcurrency_ReadsAndRevokesAcrossProviders(t *testing.T) {
 						continue
 					}
 					lease := c.ccIssue(run, role)
-					run.lastReadDone.Store(time.Now().UnixNano())
 					readsLeft.Add(-1)
 					if lease == nil {
 						finish()
@@ -310,7 +352,6 @@ func TestConcurrency_ReadsAndRevokesAcrossProviders(t *testing.T) {
 					}
 					revokeCh <- lease
 				case lease := <-revokeCh:
-					run.firstRevokeStart.CompareAndSwap(0, time.Now().UnixNano())
 					c.ccRevoke(run, lease)
 					if readsLeft.Load() > 0 {
 						run.revokesBeforeLastRead.Add(1)
@@ -333,8 +374,8 @@ func TestConcurrency_ReadsAndRevokesAcrossProviders(t *testing.T) {
 	if run.issued.Load() != int64(total) || run.revoked.Load() != int64(total) {
 		t.Errorf("%d reads and %d revokes succeeded, want %d of each", run.issued.Load(), run.revoked.Load(), total)
 	}
-	if run.revokesBeforeLastRead.Load() == 0 || run.firstRevokeStart.Load() >= run.lastReadDone.Load() {
-		t.Errorf("reads and revokes did not overlap: the first revoke started after the last read ended")
+	if !c.overlap.seen.Load() {
+		t.Errorf("reads and revokes did not overlap: no revoke reached Katapult while the first key create was held there")
 	}
 
 	c.checkUniqueObjects(run)

@@ -56,11 +56,13 @@ const (
 	fmConn = "c"
 	fmRole = "app"
 	// fmClientTimeout is the backend's HTTP client timeout while a latency
-	// fault is armed, and fmLatencyMS the injected delay that outlasts it.
+	// fault is armed, and fmLatencyMS the injected delay that outlasts it,
+	// so far that the client always gives up first whatever the load (the
+	// sandbox then abandons the request).
 	// Setup and recovery run with fmNormalTimeout, so that CPU contention
 	// cannot fail an unfaulted request.
 	fmClientTimeout = time.Second
-	fmLatencyMS     = 2500
+	fmLatencyMS     = 60_000
 	// fmRequestTimeout is the deadline of every request, as Vault puts one
 	// on each (max_request_duration, 90 s by default). It bounds the
 	// providers' own retry loops, and Katapult's wait for its next rate
@@ -713,8 +715,16 @@ func (e *fmEnv) runUnderFault(row fmRow, m *fmMatrix) string {
 	}
 	t.Logf("%s (fault hit %d of %d matching requests) %s", outcome, applied, matched, msg)
 	if latency {
-		// Let any delayed request land before the upstream is inspected.
-		time.Sleep(time.Duration(fmLatencyMS)*time.Millisecond + 300*time.Millisecond)
+		// Let every request the latency fault still holds end before the
+		// upstream is inspected (their clients gave up, so they end at
+		// once, unhandled), instead of sleeping past the latency.
+		ctx, cancel := context.WithTimeout(context.Background(), testutil.Failsafe)
+		for name, srv := range e.servers {
+			if err := srv.WaitIdle(ctx); err != nil {
+				t.Errorf("the %s emulator is still handling a request: %v", name, err)
+			}
+		}
+		cancel()
 		e.setClientTimeout(fmNormalTimeout)
 	}
 	if e.p.name == "katapult" && e.col.fault.Status == http.StatusTooManyRequests && e.col.fault.RetryAfter == "" {

@@ -17,22 +17,28 @@ import (
 func TestCreds_IssueRenewRevoke(t *testing.T) {
 	env := newTestEnv(t)
 	env.setup(nil)
+	// The expiry is read against the times around the issue, so that no
+	// bound depends on how long the issue took.
 	before := time.Now()
 	resp := env.issue()
+	after := time.Now()
 
 	key, _ := resp.Data["access_key"].(string)
 	if !strings.HasPrefix(key, "sdpak_") || !env.keyWorks(key) {
 		t.Fatalf("issued key %.8s… does not authenticate upstream", key)
 	}
-	if resp.Secret.TTL != 10*time.Minute || resp.Secret.MaxTTL > time.Hour || resp.Secret.MaxTTL < time.Hour-2*time.Second {
-		t.Fatalf("lease ttl=%s max=%s, want 10m and about 1h", resp.Secret.TTL, resp.Secret.MaxTTL)
-	}
 	expires, err := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := expires.Sub(before.Add(time.Hour)); d < -2*time.Second || d > 2*time.Second {
-		t.Fatalf("upstream expires_at %s is not the lease's max end", expires)
+	// Storyden keeps whole seconds.
+	if expires.Before(before.Add(time.Hour).Truncate(time.Second)) || expires.After(after.Add(time.Hour)) {
+		t.Fatalf("upstream expires_at %s is not the lease's max end, an hour after the issue (%s to %s)", expires, before, after)
+	}
+	// The lease ends with the key: at most an hour, and no sooner than the
+	// key's end as seen after the issue.
+	if resp.Secret.TTL != 10*time.Minute || resp.Secret.MaxTTL > time.Hour || resp.Secret.MaxTTL < expires.Sub(after).Truncate(time.Second) {
+		t.Fatalf("lease ttl=%s max=%s, want 10m and the %s left of the key's hour", resp.Secret.TTL, resp.Secret.MaxTTL, expires.Sub(after))
 	}
 	if obj := env.upstream.Objects()[0]; obj.ExpiresAt == nil || !obj.ExpiresAt.Equal(expires) {
 		t.Fatalf("upstream key expiry %v, want %s", obj.ExpiresAt, expires)
@@ -233,7 +239,10 @@ func TestCreds_UpstreamFaultsGiveClearErrorsAndNoOrphans(t *testing.T) {
 		{"429 with a long Retry-After", sandbox.Fault{Status: 429, RetryAfter: "3600"}, "retry after 1h0m0s"},
 		{"dropped connection", sandbox.Fault{Drop: true}, "create access key"},
 		{"malformed body after the key was created", sandbox.Fault{Malformed: true}, "not the JSON expected"},
-		{"timeout", sandbox.Fault{LatencyMS: 3000}, "create access key"},
+		// The client gives up after 1 s; the upstream would answer only
+		// after a minute: before creating the key, or after.
+		{"timeout before the create", sandbox.Fault{LatencyMS: 60_000}, "create access key"},
+		{"timeout after the create landed", sandbox.Fault{LatencyAfterMS: 60_000}, "create access key"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -252,17 +261,20 @@ func TestCreds_UpstreamFaultsGiveClearErrorsAndNoOrphans(t *testing.T) {
 			if strings.Contains(err.Error(), adminPassword) || strings.Contains(err.Error(), "sdpak_") {
 				t.Fatal("the error carries a secret")
 			}
-			ambiguous := tc.fault.Drop || tc.fault.LatencyMS > 0
+			ambiguous := tc.fault.Drop || tc.fault.LatencyMS > 0 || tc.fault.LatencyAfterMS > 0
 			if !ambiguous && env.walCount() != 0 {
 				t.Fatal("the upstream answered, yet the WAL entry was kept")
 			}
 			if ambiguous {
-				// The create may still land upstream after the client gave
-				// up, so the entry stays for Vault's WAL rollback.
+				// The create may have landed upstream although no answer
+				// came (in the latency-after case it did), so the entry
+				// stays for Vault's WAL rollback.
 				if env.walCount() != 1 {
 					t.Fatal("an ambiguous failure cleared its WAL entry")
 				}
-				time.Sleep(2500 * time.Millisecond)
+				if tc.fault.LatencyAfterMS > 0 && len(env.upstream.Objects()) != 1 {
+					t.Fatalf("the create did not land before its answer was held: %+v", env.upstream.Objects())
+				}
 				env.rollbackAll()
 			}
 			if live := env.liveKeys(); len(live) != 0 {

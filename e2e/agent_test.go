@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,7 +18,8 @@ import (
 )
 
 // rendering is one distinct content of a rendered file: its key=value lines,
-// and when the test first saw it.
+// and when the agent wrote it (the file's modification time), so that how
+// promptly the test polls does not count.
 type rendering struct {
 	seen   time.Time
 	values map[string]string
@@ -50,7 +52,18 @@ func watchRendered(ctx context.Context, path string) *renderWatch {
 }
 
 func (w *renderWatch) poll() {
-	data, err := os.ReadFile(w.path)
+	// Stat and read one open file, so that the time and the content
+	// belong together even if the agent replaces the file meanwhile.
+	f, err := os.Open(w.path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return
+	}
+	data, err := io.ReadAll(f)
 	if err != nil || len(data) == 0 {
 		return
 	}
@@ -67,7 +80,7 @@ func (w *renderWatch) poll() {
 			values[k] = v
 		}
 	}
-	w.seen = append(w.seen, rendering{seen: time.Now(), values: values})
+	w.seen = append(w.seen, rendering{seen: info.ModTime(), values: values})
 }
 
 // version returns the n-th distinct rendering (0-based), if it was seen.

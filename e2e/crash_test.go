@@ -38,8 +38,9 @@ func TestCrash_WALRollbackDeletesKeyCreatedBeforeTheLeaseWasStored(t *testing.T)
 	v.must("", "secrets", "enable", "-path="+mount, "-plugin-version="+pluginVersion, pluginName)
 	configureStoryden(t, v.addr, v.token, mount, upstream)
 
-	// Storyden creates the key at once but answers only 5 s later.
-	upstream.AddFault(sandbox.Fault{Method: http.MethodPost, Path: "/api/auth/access-keys", LatencyAfterMS: 5000, Times: 1})
+	// Storyden creates the key at once but holds its answer far past the
+	// crash, so that the kill never races the answer.
+	upstream.AddFault(sandbox.Fault{Method: http.MethodPost, Path: "/api/auth/access-keys", LatencyAfterMS: 120_000, Times: 1})
 	read := make(chan cliResult, 1)
 	go func() {
 		// No retries: a retry could land on the restarted server and issue a second key.

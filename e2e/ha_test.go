@@ -22,6 +22,10 @@ import (
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/devvault"
 )
 
+// haWarmReads is how many creds reads through the surviving standby must
+// succeed before the active node is killed.
+const haWarmReads = 10
+
 // raftCluster is the 3-node cluster scripts/raft-cluster.sh started.
 type raftCluster struct {
 	t      *testing.T
@@ -269,9 +273,14 @@ func TestHA_StandbyForwardsAndFailoverOrphansNothing(t *testing.T) {
 	results := make(chan []attempt, 1)
 	abandon := make(chan struct{}) // the test ended early
 	defer close(abandon)
+	// warm is closed once haWarmReads reads succeeded before the kill: the
+	// kill waits for it, so the load is under way whatever the machine's
+	// speed.
+	warm := make(chan struct{})
 	go func() {
 		var out []attempt
 		var killAt time.Time
+		okBefore := 0
 		for i := 0; i < 3000; i++ {
 			select {
 			case killAt = <-killed:
@@ -298,12 +307,21 @@ func TestHA_StandbyForwardsAndFailoverOrphansNothing(t *testing.T) {
 			a.leaseID, a.keyID, a.err = readCreds(survivor, mount+"/creds/app")
 			a.end = time.Now()
 			out = append(out, a)
+			if a.err == nil && killAt.IsZero() {
+				if okBefore++; okBefore == haWarmReads {
+					close(warm)
+				}
+			}
 			time.Sleep(50 * time.Millisecond)
 		}
 		results <- out
 	}()
 
-	time.Sleep(3 * time.Second)
+	select {
+	case <-warm:
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("fewer than %d creds reads through %s succeeded within 3 minutes, before any kill", haWarmReads, standbys[0])
+	}
 	if h, ok := c.health(active); !ok || h.Standby {
 		t.Fatalf("%s stopped being the active node before the kill: the cluster changed leaders on its own", active)
 	}

@@ -108,6 +108,23 @@ func (h *harness) works(token string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
+// recordWaits makes conn's client note the waits it asks for, backoffs and
+// Retry-Afters, instead of spending them.
+func recordWaits(conn *connection) *testutil.Waits {
+	waits := &testutil.Waits{}
+	conn.client.Sleep = waits.Sleep
+	return waits
+}
+
+// pastTimeoutMS outlasts the harness's 500 ms client timeout so far that the
+// client always gives up first, whatever the load (the sandbox then
+// abandons the request).
+const pastTimeoutMS = 60_000
+
+// longestBackoffs is the most provider.Client's backoff asks for over its
+// four attempts (jittered waits of at most 250 ms, 500 ms and 1 s).
+const longestBackoffs = 1750 * time.Millisecond
+
 func TestConnectValidatesAPIKey(t *testing.T) {
 	tests := []struct {
 		name, key string
@@ -134,12 +151,17 @@ func TestConnectValidatesAPIKey(t *testing.T) {
 
 func TestVerify(t *testing.T) {
 	h := start(t)
+	// The token's expiry is read against the times around the call, so
+	// that no bound depends on how long the call took.
+	before := time.Now()
 	if err := h.connect(goodKey).Verify(context.Background()); err != nil {
 		t.Fatalf("Verify with a good key: %v", err)
 	}
+	after := time.Now()
 	objects := h.srv.Objects()
-	if len(objects) != 1 || time.Until(*objects[0].ExpiresAt) > verifyTokenLifetime || time.Until(*objects[0].ExpiresAt) < verifyTokenLifetime-5*time.Second {
-		t.Fatalf("Verify minted %+v, want one token living %s", objects, verifyTokenLifetime)
+	// x-expiration is in whole seconds.
+	if len(objects) != 1 || objects[0].ExpiresAt.Before(before.Add(verifyTokenLifetime).Truncate(time.Second)) || objects[0].ExpiresAt.After(after.Add(verifyTokenLifetime)) {
+		t.Fatalf("Verify minted %+v between %s and %s, want one token living %s", objects, before, after, verifyTokenLifetime)
 	}
 	for _, key := range []string{wrongKey, disabledKey} {
 		err := h.connect(key).Verify(context.Background())
@@ -335,23 +357,26 @@ func TestUpstreamFaults(t *testing.T) {
 			}},
 		{name: "dropped connection is retried", fault: sandbox.Fault{Drop: true, Times: 1}, calls: 2},
 		{name: "malformed body", fault: sandbox.Fault{Malformed: true}, calls: 1, wantErr: "not the JSON expected"},
-		{name: "one attempt past the client timeout is retried", fault: sandbox.Fault{LatencyMS: 3000, Times: 1}, calls: 2},
-		{name: "latency past the client timeout throughout fails", fault: sandbox.Fault{LatencyMS: 3000}, calls: 4, wantErr: "Client.Timeout"},
+		{name: "one attempt past the client timeout is retried", fault: sandbox.Fault{LatencyMS: pastTimeoutMS, Times: 1}, calls: 2},
+		{name: "latency past the client timeout throughout fails", fault: sandbox.Fault{LatencyMS: pastTimeoutMS}, calls: 4, wantErr: "Client.Timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := start(t)
 			conn := h.connect(goodKey)
+			waits := recordWaits(conn)
 			tt.fault.Path = "/v1/dev/temp-token"
 			h.srv.AddFault(tt.fault)
 			leaseMax := time.Now().Add(time.Hour)
-			began := time.Now()
 			cred, err := h.issue(conn, leaseMax)
-			if elapsed := time.Since(began); elapsed > 5*time.Second {
-				t.Errorf("Issue took %s", elapsed)
-			}
 			if calls := h.srv.Calls()[tokenRoute]; calls != tt.calls {
 				t.Errorf("%d token requests, want %d", calls, tt.calls)
+			}
+			// One wait before every retry, and no more in all than the
+			// backoff schedule: a long Retry-After is reported, not
+			// waited out.
+			if len(waits.All()) != tt.calls-1 || waits.Total() > longestBackoffs {
+				t.Errorf("waits %v for %d token requests, want one before each retry and %s at most in all", waits.All(), tt.calls, longestBackoffs)
 			}
 			if tt.wantErr == "" {
 				if err != nil || !h.works(cred.Data["access_token"].(string)) {

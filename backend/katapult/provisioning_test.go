@@ -3,23 +3,44 @@ package katapult
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/katapult"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
+// provisioningClock is a clock shared by the emulator and the package's waits
+// (which advance it), so that provisioning takes no real time.
+func provisioningClock(t *testing.T) (*testutil.Clock, *[]time.Duration) {
+	t.Helper()
+	clock := testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	return clock, recordSleeps(t, clock)
+}
+
 func TestIssueWaitsOutProvisioning(t *testing.T) {
-	h := newHarness(t, func(o *katapult.Options) { o.ProvisioningDelay = 150 * time.Millisecond })
-	start := time.Now()
+	const delay = 100 * time.Millisecond
+	clock, waits := provisioningClock(t)
+	h := newHarness(t, func(o *katapult.Options) { o.ProvisioningDelay, o.Now = delay, clock.Now })
 	cred := h.issue("vault-app-slow", provider.Values{fieldReadBuckets: []string{"assets"}})
-	if elapsed := time.Since(start); elapsed < 150*time.Millisecond {
-		t.Errorf("issue took %s, less than the provisioning delay", elapsed)
+	// Backing off from 10 ms (fastRetries) until the key is provisioned:
+	// generate_credentials at 0, 10, 30, 70 and 110 ms.
+	want := []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond, 40 * time.Millisecond}
+	if !slices.Equal(*waits, want) {
+		t.Errorf("waits = %v, want %v", *waits, want)
 	}
-	if n := h.srv.Calls()[routeGenerate]; n < 2 {
-		t.Errorf("generate_credentials called %d times, want retries past the 422s", n)
+	var waited time.Duration
+	for _, w := range *waits {
+		waited += w
+	}
+	if waited < delay {
+		t.Errorf("issue waited %s, less than the provisioning delay", waited)
+	}
+	if n := h.srv.Calls()[routeGenerate]; n != len(want)+1 {
+		t.Errorf("generate_credentials called %d times, want %d: retries past the 422s", n, len(want)+1)
 	}
 	if !h.emu.S3CredentialsLive(cred.Data["access_key_id"].(string), cred.Data["secret_access_key"].(string)) {
 		t.Error("credentials do not work")
@@ -27,15 +48,20 @@ func TestIssueWaitsOutProvisioning(t *testing.T) {
 }
 
 func TestIssueGivesUpOnProvisioningAfterTheCap(t *testing.T) {
-	h := newHarness(t, func(o *katapult.Options) { o.ProvisioningDelay = time.Hour })
+	clock, waits := provisioningClock(t)
+	h := newHarness(t, func(o *katapult.Options) { o.ProvisioningDelay, o.Now = time.Hour, clock.Now })
 	provisioningTimeout = 100 * time.Millisecond
 	_, err := h.conn.Issue(context.Background(), provider.IssueRequest{Name: "vault-app-never", Role: provider.Values{}})
 	if codeOf(err) != codeProvisioning {
 		t.Fatalf("err = %v, want the provisioning error", err)
 	}
-	calls := h.srv.Calls()[routeGenerate]
-	if calls < 2 || calls > 10 {
-		t.Errorf("generate_credentials called %d times in 100ms of backoff", calls)
+	// Tries at 0, 10, 30 and 70 ms; the next would start at 110 ms, past the cap.
+	want := []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond}
+	if !slices.Equal(*waits, want) {
+		t.Errorf("waits = %v, want %v", *waits, want)
+	}
+	if calls := h.srv.Calls()[routeGenerate]; calls != len(want)+1 {
+		t.Errorf("generate_credentials called %d times in 100ms of backoff, want %d", calls, len(want)+1)
 	}
 	if err := h.conn.Rollback(context.Background(), provider.RollbackRequest{Name: "vault-app-never"}); err != nil {
 		t.Fatal(err)
@@ -45,12 +71,23 @@ func TestIssueGivesUpOnProvisioningAfterTheCap(t *testing.T) {
 
 func TestIssueStopsWithTheContext(t *testing.T) {
 	h := newHarness(t, func(o *katapult.Options) { o.ProvisioningDelay = time.Hour })
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	start := time.Now()
+	// The context ends during the first wait for provisioning.
+	var waits []time.Duration
+	saved := sleep
+	sleep = func(ctx context.Context, d time.Duration) error {
+		waits = append(waits, d)
+		cancel()
+		return ctx.Err()
+	}
+	t.Cleanup(func() { sleep = saved })
 	_, err := h.conn.Issue(ctx, provider.IssueRequest{Name: "vault-app-cancelled", Role: provider.Values{}})
-	if err == nil || time.Since(start) > 2*time.Second {
-		t.Fatalf("err = %v after %s", err, time.Since(start))
+	if err == nil {
+		t.Fatal("Issue succeeded after its context ended")
+	}
+	if len(waits) != 1 || h.srv.Calls()[routeGenerate] != 1 {
+		t.Errorf("after the context ended: waits %v, %d generate_credentials calls; want the one wait and call", waits, h.srv.Calls()[routeGenerate])
 	}
 }
 

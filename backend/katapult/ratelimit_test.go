@@ -80,23 +80,25 @@ func TestClientSlowsDownBeforeTheBudgetIsGone(t *testing.T) {
 }
 
 func TestSpentBudgetFailsFastPastTheDeadline(t *testing.T) {
-	h := newHarness(t)
-	h.conn.budget.resumeAt = time.Now().Add(time.Minute)
+	clock := testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC))
+	h := newHarness(t, func(o *katapult.Options) { o.Now = clock.Now })
+	waits := recordSleeps(t, clock)
+	h.conn.budget.resumeAt = clock.Now().Add(time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	start := time.Now()
 	err := h.conn.Verify(ctx)
 	if !errors.Is(err, errBudgetSpent) || !strings.Contains(err.Error(), "after this request's deadline") {
 		t.Fatalf("err = %v", err)
 	}
-	if time.Since(start) > 500*time.Millisecond {
-		t.Errorf("failing took %s", time.Since(start))
+	// Failing fast: no wait at all, not even one cut short by the deadline.
+	if len(*waits) != 0 {
+		t.Errorf("waited %v before failing", *waits)
 	}
 	if n := len(h.srv.Calls()); n != 0 {
 		t.Errorf("%d calls were sent", n)
 	}
 	ue, _ := asUpstream(err)
-	if ue.RetryAfter <= 0 || ue.Provider != Name {
-		t.Errorf("error = %+v", ue)
+	if ue.RetryAfter != time.Minute || ue.Provider != Name {
+		t.Errorf("error = %+v, want a retry after the minute left", ue)
 	}
 }

@@ -58,6 +58,10 @@ type Client struct {
 	// 429 with a Retry-After closes it for every call, and a call waiting at
 	// it spends no attempt (see RateGate).
 	Gate *RateGate
+	// Sleep, for tests, replaces the package's Sleep for every wait of this
+	// client (backoffs and the gate), so that a test can see the waits
+	// asked for instead of spending them; nil uses Sleep.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 // maxGatedWaits bounds how often one request waits at a closed gate.
@@ -83,8 +87,9 @@ func (g *RateGate) closeFor(d time.Duration) {
 	}
 }
 
-// pass waits until the gate is open, or ctx ends. A nil gate is always open.
-func (g *RateGate) pass(ctx context.Context) error {
+// pass waits (through sleep) until the gate is open, or ctx ends. A nil
+// gate is always open.
+func (g *RateGate) pass(ctx context.Context, sleep func(context.Context, time.Duration) error) error {
 	if g == nil {
 		return nil
 	}
@@ -94,7 +99,7 @@ func (g *RateGate) pass(ctx context.Context) error {
 	if d <= 0 {
 		return nil
 	}
-	return Sleep(ctx, d)
+	return sleep(ctx, d)
 }
 
 // Request is one upstream call.
@@ -139,7 +144,7 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 	}
 	backoff := firstBackoff
 	for attempt, gated := 1, 0; ; attempt++ {
-		if err := c.Gate.pass(ctx); err != nil {
+		if err := c.Gate.pass(ctx, c.sleep); err != nil {
 			return nil, &UpstreamError{Provider: c.Provider, Op: r.Op, Err: err}
 		}
 		resp, err := c.send(ctx, r)
@@ -158,7 +163,7 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 			return resp, nil
 		}
 		c.Log().Debug("retrying upstream call", "provider", c.Provider, "op", r.Op, "attempt", attempt, "wait", wait.String())
-		if err := Sleep(ctx, wait); err != nil {
+		if err := c.sleep(ctx, wait); err != nil {
 			return nil, &UpstreamError{Provider: c.Provider, Op: r.Op, Err: err}
 		}
 		backoff = min(backoff*2, maxBackoff)
@@ -257,6 +262,13 @@ func (c *Client) Log() hclog.Logger {
 		return c.Logger
 	}
 	return hclog.NewNullLogger()
+}
+
+func (c *Client) sleep(ctx context.Context, d time.Duration) error {
+	if c.Sleep != nil {
+		return c.Sleep(ctx, d)
+	}
+	return Sleep(ctx, d)
 }
 
 func (c *Client) maxRetryWait() time.Duration {

@@ -77,8 +77,11 @@ func TestClient_TransportFailures(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	c := &Client{Provider: "test", BaseURL: "http://" + addr, MaxAttempts: 2}
-	start := time.Now()
+	var waits []time.Duration
+	c := &Client{Provider: "test", BaseURL: "http://" + addr, MaxAttempts: 2, Sleep: func(ctx context.Context, d time.Duration) error {
+		waits = append(waits, d)
+		return ctx.Err()
+	}}
 	_, err = c.Do(context.Background(), Request{Op: "create thing", Method: http.MethodPost, Path: "/x?secret=hunter2"})
 	var ue *UpstreamError
 	if !errors.As(err, &ue) || ue.Status != 0 || !strings.Contains(err.Error(), "test: create thing failed") {
@@ -87,20 +90,24 @@ func TestClient_TransportFailures(t *testing.T) {
 	if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), addr+"/x") {
 		t.Fatalf("the error carries the URL: %v", err)
 	}
-	if time.Since(start) < firstBackoff/2 {
-		t.Fatal("no backoff between attempts")
+	if len(waits) != 1 || waits[0] < firstBackoff/2 || waits[0] > firstBackoff {
+		t.Fatalf("waits between the two attempts: %v, want one backoff of %s to %s", waits, firstBackoff/2, firstBackoff)
 	}
 
-	// One attempt timing out is retried for an idempotent request, not for a create.
+	// One attempt timing out is retried for an idempotent request, not for a
+	// create. The first call of each hangs until the client gives up, so
+	// the timeout, not a race against a sleep, ends it.
 	var slowCalls atomic.Int32
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if slowCalls.Add(1) == 1 {
-			time.Sleep(300 * time.Millisecond)
+			<-r.Context().Done()
+			return
 		}
 		w.WriteHeader(http.StatusOK)
 	}))
 	defer slow.Close()
-	c = &Client{Provider: "test", BaseURL: slow.URL, HTTP: &http.Client{Timeout: 100 * time.Millisecond}}
+	// The timeout only has to let the answered calls through.
+	c = &Client{Provider: "test", BaseURL: slow.URL, HTTP: &http.Client{Timeout: 500 * time.Millisecond}}
 	if resp, err := c.Do(context.Background(), Request{Op: "read", Method: http.MethodGet, Path: "/", Idempotent: true}); err != nil || resp.Status != 200 || slowCalls.Load() != 2 {
 		t.Fatalf("an idempotent request after one timed-out attempt: %v, %d calls", err, slowCalls.Load())
 	}
@@ -247,19 +254,25 @@ func TestClient_RateGate(t *testing.T) {
 	t.Cleanup(srv.Close)
 	gate := &RateGate{}
 	// One attempt each: without the gate the 429 would be the answer.
-	a := &Client{Provider: "test", BaseURL: srv.URL, MaxAttempts: 1, Gate: gate}
+	// a says when it starts waiting at the gate, which its 429 closed.
+	aWaits := make(chan struct{})
+	var once sync.Once
+	a := &Client{Provider: "test", BaseURL: srv.URL, MaxAttempts: 1, Gate: gate, Sleep: func(ctx context.Context, d time.Duration) error {
+		once.Do(func() { close(aWaits) })
+		return Sleep(ctx, d)
+	}}
 	b := &Client{Provider: "test", BaseURL: srv.URL, MaxAttempts: 1, Gate: gate}
 	results := make(chan *Response, 2)
 	go func() {
 		resp, _ := a.Do(context.Background(), Request{Op: "a", Method: http.MethodDelete, Path: "/a"})
 		results <- resp
 	}()
-	var closedUntil time.Time
-	for closedUntil.IsZero() {
-		time.Sleep(5 * time.Millisecond)
-		gate.mu.Lock()
-		closedUntil = gate.open
-		gate.mu.Unlock()
+	<-aWaits
+	gate.mu.Lock()
+	closedUntil := gate.open
+	gate.mu.Unlock()
+	if closedUntil.IsZero() {
+		t.Fatal("a waits at a gate that was never closed")
 	}
 	go func() {
 		resp, _ := b.Do(context.Background(), Request{Op: "b", Method: http.MethodDelete, Path: "/b"})

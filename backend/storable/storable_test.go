@@ -38,6 +38,13 @@ type harness struct {
 // one fake clock. Tests in this package therefore never run in parallel.
 func start(t *testing.T, opts emulator.Options) *harness {
 	t.Helper()
+	return startHooked(t, opts, nil)
+}
+
+// startHooked is start with before, when set, run on every request ahead of
+// the emulator (see testutil.Hooked).
+func startHooked(t *testing.T, opts emulator.Options, before func(*http.Request)) *harness {
+	t.Helper()
 	h := &harness{t: t, clk: testutil.NewClock(time.Date(2025, 7, 31, 17, 31, 46, 0, time.UTC)), log: &testutil.LogBuffer{}}
 	opts.Clients = []emulator.Client{client}
 	opts.Now = h.clk.Now
@@ -45,8 +52,47 @@ func start(t *testing.T, opts emulator.Options) *harness {
 	// Cleanups run last-registered first: the server closes, then the log
 	// is checked, then timeNow is restored.
 	t.Cleanup(h.checkLogHasNoSecrets)
-	h.srv = testutil.StartEmulator(t, emulator.New(opts))
+	var emu sandbox.Emulator = emulator.New(opts)
+	if before != nil {
+		emu = testutil.Hooked{Emulator: emu, Before: before}
+	}
+	h.srv = testutil.StartEmulator(t, emu)
 	return h
+}
+
+// startHoldingTokens starts the emulator with every token request held until
+// the returned hold is released.
+func startHoldingTokens(t *testing.T) (*harness, *testutil.Hold) {
+	t.Helper()
+	hold := testutil.NewHold(func(r *http.Request) bool { return r.URL.Path == tokenPath })
+	t.Cleanup(hold.Release)
+	return startHooked(t, emulator.Options{}, hold.Before), hold
+}
+
+// patient is h.connect with an HTTP timeout no held request reaches, so that
+// only the test decides when the token request ends.
+func (h *harness) patient() *connection {
+	conn := h.connect()
+	conn.client.HTTP = &http.Client{Timeout: 2 * testutil.Failsafe}
+	return conn
+}
+
+// tokenWaiters signals once for every caller that starts waiting for a
+// shared token request.
+func tokenWaiters(t *testing.T) <-chan struct{} {
+	t.Helper()
+	joined := make(chan struct{}, 1024)
+	tokenWaiter = func() { joined <- struct{}{} }
+	t.Cleanup(func() { tokenWaiter = nil })
+	return joined
+}
+
+// recordWaits makes conn's client note the waits it asks for, backoffs and
+// Retry-Afters, instead of spending them.
+func recordWaits(conn *connection) *testutil.Waits {
+	waits := &testutil.Waits{}
+	conn.client.Sleep = waits.Sleep
+	return waits
 }
 
 func (h *harness) useClock() {
@@ -310,10 +356,17 @@ func TestFreshTokenShorterThanTTLCapsTheLease(t *testing.T) {
 // TestHundredReadsCostOneTokenRequest: 100 creds reads, ten at a time, spread
 // over most of one token's life.
 func TestHundredReadsCostOneTokenRequest(t *testing.T) {
-	h := start(t, emulator.Options{})
-	conn := h.connect()
-	// The first batch overlaps its token request, so it must share it.
-	h.srv.AddFault(sandbox.Fault{Path: "/auth/token", LatencyMS: 200, Times: 1})
+	h, hold := startHoldingTokens(t)
+	conn := h.patient()
+	// The first batch overlaps its token request, so it must share it: the
+	// request is held until all ten wait for it.
+	joined := tokenWaiters(t)
+	go func() {
+		if err := testutil.Receive(joined, 10, "the first ten reads to wait for the token request"); err != nil {
+			t.Error(err)
+		}
+		hold.Release()
+	}()
 	tokens := sync.Map{}
 	for batch := range 10 {
 		var wg sync.WaitGroup
@@ -341,9 +394,16 @@ func TestHundredReadsCostOneTokenRequest(t *testing.T) {
 }
 
 func TestConcurrentIssuesShareOneTokenRequest(t *testing.T) {
-	h := start(t, emulator.Options{})
-	conn := h.connect()
-	h.srv.AddFault(sandbox.Fault{Path: "/auth/token", LatencyMS: 300, Times: 1})
+	h, hold := startHoldingTokens(t)
+	conn := h.patient()
+	// The token request is held until all 100 issues wait for it.
+	joined := tokenWaiters(t)
+	go func() {
+		if err := testutil.Receive(joined, 100, "100 issues to wait for the token request"); err != nil {
+			t.Error(err)
+		}
+		hold.Release()
+	}()
 	var wg sync.WaitGroup
 	for range 100 {
 		wg.Go(func() {
@@ -359,18 +419,29 @@ func TestConcurrentIssuesShareOneTokenRequest(t *testing.T) {
 }
 
 func TestCallerGivingUpDoesNotFailOthers(t *testing.T) {
-	h := start(t, emulator.Options{})
-	conn := h.connect()
-	h.srv.AddFault(sandbox.Fault{Path: "/auth/token", LatencyMS: 300, Times: 1})
-	impatient, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	h, hold := startHoldingTokens(t)
+	conn := h.patient()
+	joined := tokenWaiters(t)
+	impatient, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var wg sync.WaitGroup
 	var impatientErr, patientErr error
-	wg.Go(func() { _, impatientErr = h.issueCtx(impatient, conn, time.Minute) })
-	time.Sleep(10 * time.Millisecond)
+	impatientDone := make(chan struct{})
+	go func() {
+		defer close(impatientDone)
+		_, impatientErr = h.issueCtx(impatient, conn, time.Minute)
+	}()
+	// The impatient caller's token request is at Storable; the patient
+	// caller joins it; then the impatient one gives up, and only after
+	// that does Storable answer.
+	testutil.Await(t, hold.Arrived(), 1, "the impatient caller's token request")
+	var wg sync.WaitGroup
 	wg.Go(func() { _, patientErr = h.issueCtx(context.Background(), conn, time.Minute) })
+	testutil.Await(t, joined, 2, "both callers to wait for the token request")
+	cancel()
+	testutil.Await(t, impatientDone, 1, "the impatient caller to give up")
+	hold.Release()
 	wg.Wait()
-	if !errors.Is(impatientErr, context.DeadlineExceeded) || patientErr != nil {
+	if !errors.Is(impatientErr, context.Canceled) || patientErr != nil {
 		t.Errorf("impatient = %v, patient = %v; want only the impatient caller to fail", impatientErr, patientErr)
 	}
 	if n := h.tokenCalls(); n != 1 {
@@ -549,19 +620,30 @@ func TestRateLimitIsReportedNotHammered(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close()
-	began := time.Now()
+	waits := recordWaits(conn)
 	_, err := h.issueCtx(context.Background(), conn, time.Minute)
 	var ue *provider.UpstreamError
 	if !errors.As(err, &ue) || ue.Status != 429 || ue.Message != "Too Many Requests" || errors.Is(err, provider.ErrRootRejected) ||
 		!strings.Contains(err.Error(), "rate limit is exhausted, retry later") {
 		t.Fatalf("Issue over the rate limit = %v", err)
 	}
-	if n := h.tokenCalls(); n != 1+4 || time.Since(began) < 500*time.Millisecond {
-		t.Errorf("%d token requests in %s, want 1 + 4 backed-off tries", n, time.Since(began))
+	// Backed off: a wait before each of the three retries, 875 ms at least
+	// (jittered halves of 250 ms, 500 ms and 1 s).
+	if n := h.tokenCalls(); n != 1+4 || len(waits.All()) != 3 || waits.Total() < 875*time.Millisecond {
+		t.Errorf("%d token requests after waits %v, want 1 + 4 backed-off tries", n, waits.All())
 	}
 	h.clk.Advance(time.Minute)
 	h.issue(conn, time.Minute)
 }
+
+// pastTimeoutMS outlasts the harness's 500 ms client timeout so far that the
+// client always gives up first, whatever the load (the sandbox then
+// abandons the request).
+const pastTimeoutMS = 60_000
+
+// longestBackoffs is the most provider.Client's backoff asks for over its
+// four attempts (jittered waits of at most 250 ms, 500 ms and 1 s).
+const longestBackoffs = 1750 * time.Millisecond
 
 func TestUpstreamFaults(t *testing.T) {
 	tests := []struct {
@@ -578,22 +660,25 @@ func TestUpstreamFaults(t *testing.T) {
 		{"429 asking for a long wait is reported at once", sandbox.Fault{Status: 429, RetryAfter: "3600"}, 1, "retry after 1h0m0s"},
 		{"dropped connection is retried", sandbox.Fault{Drop: true, Times: 1}, 2, ""},
 		{"malformed body", sandbox.Fault{Malformed: true, Times: 1}, 1, "not the JSON expected"},
-		{"one attempt past the client timeout is retried", sandbox.Fault{LatencyMS: 3000, Times: 1}, 2, ""},
-		{"latency past the client timeout throughout fails", sandbox.Fault{LatencyMS: 3000}, 4, "Client.Timeout"},
+		{"one attempt past the client timeout is retried", sandbox.Fault{LatencyMS: pastTimeoutMS, Times: 1}, 2, ""},
+		{"latency past the client timeout throughout fails", sandbox.Fault{LatencyMS: pastTimeoutMS}, 4, "Client.Timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := start(t, emulator.Options{})
 			conn := h.connect()
+			waits := recordWaits(conn)
 			tt.fault.Path = "/auth/token"
 			h.srv.AddFault(tt.fault)
-			began := time.Now()
 			cred, err := h.issueCtx(context.Background(), conn, time.Minute)
-			if elapsed := time.Since(began); elapsed > 5*time.Second {
-				t.Errorf("Issue took %s", elapsed)
-			}
 			if n := h.tokenCalls(); n != tt.calls {
 				t.Errorf("%d token requests, want %d", n, tt.calls)
+			}
+			// One wait before every retry, and no more in all than the
+			// backoff schedule: a long Retry-After is reported, not
+			// waited out.
+			if len(waits.All()) != tt.calls-1 || waits.Total() > longestBackoffs {
+				t.Errorf("waits %v for %d token requests, want one before each retry and %s at most in all", waits.All(), tt.calls, longestBackoffs)
 			}
 			if tt.wantErr == "" {
 				if err != nil || !h.works(cred) {

@@ -22,6 +22,11 @@ import (
 // timeNow is the clock; tests replace it.
 var timeNow = time.Now
 
+// tokenWaiter, for tests, is told of every caller that starts waiting for a
+// shared token request, so that a test can hold the request until all of
+// its callers share it; nil in production.
+var tokenWaiter func()
+
 const (
 	tokenPath = "/auth/token"
 	// safetyMargin is cut from the end of every token: leases end this long
@@ -158,6 +163,9 @@ func (c *connection) refresh(ctx context.Context, seen *token) (*token, error) {
 		c.mu.Unlock()
 		return fresh, nil
 	})
+	if tokenWaiter != nil {
+		tokenWaiter()
+	}
 	select {
 	case res := <-results:
 		if res.Err != nil {

@@ -16,6 +16,10 @@ import (
 // clientTimeout is short so that latency faults outlast it quickly.
 const clientTimeout = 400 * time.Millisecond
 
+// pastTimeoutMS outlasts clientTimeout so far that the client always gives
+// up first, whatever the load (the sandbox then abandons the request).
+const pastTimeoutMS = 60_000
+
 // TestIssueUnderFaults injects each fault into one step of Issue. Whatever
 // happens, once the engine's rollback ran nothing is left upstream but the
 // credential of a successful Issue, and that one works.
@@ -67,10 +71,10 @@ func TestIssueUnderFaults(t *testing.T) {
 			fault:   sandbox.Fault{Method: http.MethodPost, Path: pathAccess, Malformed: true},
 			wantErr: "not the JSON expected", route: routeAccess, wantCalls: 1},
 		{name: "one attempt past the client timeout on the access grant is retried (it is a GET)", server: satellite,
-			fault: sandbox.Fault{Method: http.MethodGet, Path: "/api/v0/api-keys/", LatencyMS: 1500, Times: 1},
+			fault: sandbox.Fault{Method: http.MethodGet, Path: "/api/v0/api-keys/", LatencyMS: pastTimeoutMS, Times: 1},
 			route: routeGrant, wantCalls: 2},
 		{name: "latency past the client timeout on create key fails", server: satellite,
-			fault:   sandbox.Fault{Method: http.MethodPost, Path: pathNewKey, LatencyMS: 1500},
+			fault:   sandbox.Fault{Method: http.MethodPost, Path: pathNewKey, LatencyMS: pastTimeoutMS},
 			wantErr: "Timeout", route: routeNewKey, wantCalls: 1},
 		{name: "500 on the auth service is reported with its empty text/plain body", server: auth,
 			fault:   sandbox.Fault{Method: http.MethodPost, Path: pathAccess, Status: 500},

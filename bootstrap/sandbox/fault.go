@@ -175,17 +175,18 @@ func (s *faultSet) pick(method, path string) (Fault, bool) {
 	return chosen.Fault, true
 }
 
-// inject serves r through upstream with fault f applied.
-func inject(f Fault, emu Emulator, upstream http.Handler, w http.ResponseWriter, r *http.Request) {
+// inject serves r through upstream with fault f applied; wait spends the
+// fault's latency (see sleep).
+func inject(f Fault, emu Emulator, upstream http.Handler, wait waitFunc, w http.ResponseWriter, r *http.Request) {
 	if f.LatencyMS > 0 {
 		bufferBody(r)
-		if !sleep(r.Context(), time.Duration(f.LatencyMS)*time.Millisecond) {
+		if !wait(r.Context(), time.Duration(f.LatencyMS)*time.Millisecond) {
 			// The client left or the server is closing: answer nothing.
 			panic(http.ErrAbortHandler)
 		}
 	}
 	if f.LatencyAfterMS > 0 {
-		serveDelayed(f, w, r, upstream)
+		serveDelayed(f, wait, w, r, upstream)
 		return
 	}
 	switch {
@@ -213,7 +214,11 @@ func bufferBody(r *http.Request) {
 	r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), rest))
 }
 
-// sleep waits for d and reports false if ctx ended first.
+// waitFunc waits for d and reports false if ctx ended first.
+type waitFunc func(ctx context.Context, d time.Duration) bool
+
+// sleep is the waitFunc of every Server but the sandbox's own tests, which
+// control the latency faults' waits instead of spending them.
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -266,7 +271,7 @@ func serveMalformed(w http.ResponseWriter, r *http.Request, upstream http.Handle
 // into a buffer, waits f.LatencyAfterMS, then sends what it buffered. If the
 // client goes away or the server closes during the wait, nothing is sent,
 // but whatever the handler changed stays changed.
-func serveDelayed(f Fault, w http.ResponseWriter, r *http.Request, upstream http.Handler) {
+func serveDelayed(f Fault, wait waitFunc, w http.ResponseWriter, r *http.Request, upstream http.Handler) {
 	// As for LatencyMS: with the body read, net/http notices a client
 	// hanging up during the wait and cancels the request's context.
 	bufferBody(r)
@@ -276,7 +281,7 @@ func serveDelayed(f Fault, w http.ResponseWriter, r *http.Request, upstream http
 	} else {
 		upstream.ServeHTTP(rec, r)
 	}
-	if !sleep(r.Context(), time.Duration(f.LatencyAfterMS)*time.Millisecond) {
+	if !wait(r.Context(), time.Duration(f.LatencyAfterMS)*time.Millisecond) {
 		panic(http.ErrAbortHandler)
 	}
 	for k, v := range rec.header {

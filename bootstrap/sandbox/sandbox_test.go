@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -259,63 +260,90 @@ func TestLatencyFault(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv, _ := startItems(t)
+			srv, lat := startWithLatency(t)
 			srv.AddFault(tt.fault)
-			start := time.Now()
-			r := mustSend(t, "POST", srv.URL()+"/items", `{}`)
-			if elapsed := time.Since(start); elapsed < 200*time.Millisecond {
-				t.Fatalf("answered after %v, want at least 200ms", elapsed)
+			done := sendAsync(t, context.Background(), "POST", srv.URL()+"/items", `{}`)
+			if d := receive(t, lat.asked, "latency wait"); d != 200*time.Millisecond {
+				t.Fatalf("the fault waits %v, want 200ms", d)
 			}
-			if r.status != tt.want {
-				t.Fatalf("status = %d, want %d", r.status, tt.want)
+			if n := len(srv.Objects()); n != 0 {
+				t.Fatalf("the handler ran during the latency: %d objects", n)
+			}
+			notAnsweredYet(t, done, "during the latency")
+			lat.letGo(t)
+			if s := receive(t, done, "answer"); s.err != nil || s.reply.status != tt.want {
+				t.Fatalf("got %v %d, want %d", s.err, s.reply.status, tt.want)
 			}
 		})
 	}
 }
 
 func TestLatencyFaultStopsWhenClientGivesUp(t *testing.T) {
-	srv, _ := startItems(t)
+	srv, lat := startWithLatency(t)
 	srv.AddFault(Fault{LatencyMS: 1000})
-	client := &http.Client{Timeout: 100 * time.Millisecond}
-	start := time.Now()
-	if _, err := send(t, client, "POST", srv.URL()+"/items", `{}`); err == nil {
-		t.Fatal("request succeeded despite client timeout")
+	ctx, giveUp := context.WithCancel(context.Background())
+	defer giveUp()
+	done := sendAsync(t, ctx, "POST", srv.URL()+"/items", `{}`)
+	receive(t, lat.asked, "latency wait")
+	giveUp()
+	if s := receive(t, done, "client error"); s.err == nil {
+		t.Fatal("request succeeded although the client gave up")
 	}
-	if elapsed := time.Since(start); elapsed > 800*time.Millisecond {
-		t.Fatalf("client waited %v", elapsed)
+	// The server stops waiting when the client leaves, and abandons the
+	// request: once the handler is done, nothing was created.
+	if letGo := receive(t, lat.ended, "end of the latency wait"); letGo {
+		t.Fatal("the wait outlasted the client")
 	}
-	// Past the injected latency: a handler that kept sleeping would have
-	// created the item by now.
-	time.Sleep(1300 * time.Millisecond)
+	idleCtx, cancel := context.WithTimeout(context.Background(), failsafe)
+	defer cancel()
+	if err := srv.WaitIdle(idleCtx); err != nil {
+		t.Fatalf("the abandoned request is still being handled: %v", err)
+	}
 	if n := len(srv.Objects()); n != 0 {
 		t.Fatalf("abandoned request was handled: %d objects", n)
 	}
 }
 
 func TestCloseEndsRequestsSleepingInLatency(t *testing.T) {
-	emu := newItemsEmulator()
-	srv, err := Start(emu, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, lat := startWithLatency(t)
 	srv.AddFault(Fault{LatencyMS: 60000})
-	done := make(chan error, 1)
-	go func() {
-		_, err := send(t, http.DefaultClient, "GET", srv.URL()+"/items/1", "")
-		done <- err
-	}()
-	time.Sleep(100 * time.Millisecond)
+	done := sendAsync(t, context.Background(), "GET", srv.URL()+"/items/1", "")
+	receive(t, lat.asked, "latency wait")
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-done:
-		if err == nil {
-			t.Fatal("request succeeded after Close")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("request still pending 5s after Close")
+	if s := receive(t, done, "end of the request after Close"); s.err == nil {
+		t.Fatalf("request answered %d after Close", s.reply.status)
 	}
+	if letGo := receive(t, lat.ended, "end of the latency wait"); letGo {
+		t.Fatal("the wait outlasted Close")
+	}
+}
+
+// WaitIdle returns only once every request being handled is done.
+func TestWaitIdleWaitsForRequestsBeingHandled(t *testing.T) {
+	srv, lat := startWithLatency(t)
+	ctx, cancel := context.WithTimeout(context.Background(), failsafe)
+	defer cancel()
+	if err := srv.WaitIdle(ctx); err != nil {
+		t.Fatalf("a server that handled nothing is not idle: %v", err)
+	}
+	srv.AddFault(Fault{Path: "/items", LatencyMS: 100})
+	done := sendAsync(t, context.Background(), "POST", srv.URL()+"/items", `{}`)
+	receive(t, lat.asked, "latency wait")
+	busy, stop := context.WithCancel(context.Background())
+	stop()
+	if err := srv.WaitIdle(busy); err == nil {
+		t.Fatal("WaitIdle returned while a request was being handled")
+	}
+	lat.letGo(t)
+	if err := srv.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(srv.Objects()); n != 1 {
+		t.Fatalf("objects = %d once idle, want the item", n)
+	}
+	receive(t, done, "answer")
 }
 
 func TestDropFault(t *testing.T) {

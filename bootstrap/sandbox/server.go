@@ -24,11 +24,25 @@ type Server struct {
 	stop     context.CancelFunc
 	faults   faultSet
 	calls    callCounter
+	// wait spends the latency faults' delays.
+	wait waitFunc
+
+	// busy counts the upstream requests being handled; idle is closed
+	// while it is 0.
+	mu   sync.Mutex
+	busy int
+	idle chan struct{}
 }
 
 // Start listens on addr, which must name a loopback host (e.g.
 // "127.0.0.1:0"), and serves emu there until Close.
 func Start(emu Emulator, addr string) (*Server, error) {
+	return start(emu, addr, sleep)
+}
+
+// start is Start with the wait behind the latency faults, which the
+// sandbox's tests control.
+func start(emu Emulator, addr string, wait waitFunc) (*Server, error) {
 	if err := requireLoopback(addr); err != nil {
 		return nil, err
 	}
@@ -38,7 +52,9 @@ func Start(emu Emulator, addr string) (*Server, error) {
 	}
 	// Cancelled on Close, so requests sleeping in a latency fault end too.
 	base, stop := context.WithCancel(context.Background())
-	s := &Server{emu: emu, upstream: emu.Handler(), listener: ln, stop: stop}
+	idle := make(chan struct{})
+	close(idle)
+	s := &Server{emu: emu, upstream: emu.Handler(), listener: ln, stop: stop, wait: wait, idle: idle}
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -85,6 +101,46 @@ func (s *Server) AddFault(f Fault) int {
 	return s.faults.add(f)
 }
 
+// WaitIdle returns once no upstream request is being handled, or with ctx's
+// error. A test calls it after a client gave up on a request, so that
+// whatever the abandoned request still does upstream is done before the
+// test looks; a request that has not reached the server yet is not waited
+// for.
+func (s *Server) WaitIdle(ctx context.Context) error {
+	s.mu.Lock()
+	idle := s.idle
+	s.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	default:
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Server) enter() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.busy == 0 {
+		s.idle = make(chan struct{})
+	}
+	s.busy++
+}
+
+func (s *Server) leave() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.busy--
+	if s.busy == 0 {
+		close(s.idle)
+	}
+}
+
 // ClearFaults disarms every fault.
 func (s *Server) ClearFaults() { s.faults.clear() }
 
@@ -121,9 +177,11 @@ func (s *Server) routes() http.Handler {
 }
 
 func (s *Server) serveUpstream(w http.ResponseWriter, r *http.Request) {
+	s.enter()
+	defer s.leave()
 	s.calls.add(routeKey(s.upstream, r))
 	if f, ok := s.faults.pick(r.Method, r.URL.Path); ok {
-		inject(f, s.emu, s.upstream, w, r)
+		inject(f, s.emu, s.upstream, s.wait, w, r)
 		return
 	}
 	s.upstream.ServeHTTP(w, r)

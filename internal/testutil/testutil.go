@@ -1,6 +1,7 @@
 // Package testutil holds what the plugin's and the emulators' tests share: a
-// settable clock, a log buffer safe for concurrent writers, and a helper that
-// runs an emulator on loopback for the length of a test.
+// settable clock, a log buffer safe for concurrent writers, a helper that
+// runs an emulator on loopback for the length of a test, and tools that
+// make waits and interleavings deterministic (interleave.go).
 package testutil
 
 import (

@@ -9,8 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 // anyPorts asks for a free port for every emulator, so tests never collide
@@ -35,9 +38,17 @@ func TestRunWritesUsableStateAndRemovesItOnStop(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, io.Discard) }()
+	log := &stateLog{written: make(chan struct{})}
+	go func() { done <- run(ctx, cfg, log) }()
 
-	url := waitForValue(t, cfg.stateFile, "storyden.url")
+	select {
+	case <-log.written:
+	case err := <-done:
+		t.Fatalf("run ended before writing the state file: %v", err)
+	case <-time.After(testutil.Failsafe):
+		t.Fatalf("run did not write the state file within %s", testutil.Failsafe)
+	}
+	url := value(t, cfg.stateFile, "storyden.url")
 	if url == "http://stale" || !strings.HasPrefix(url, "http://127.0.0.1:") {
 		t.Fatalf("storyden.url = %q", url)
 	}
@@ -93,18 +104,23 @@ func TestPrintStateValueErrors(t *testing.T) {
 	}
 }
 
-func waitForValue(t *testing.T, path, key string) string {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		var out bytes.Buffer
-		if err := printStateValue(&out, path, key); err == nil && strings.TrimSpace(out.String()) != "http://stale" {
-			return strings.TrimSpace(out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+// stateLog is run's log; written is closed once run says it wrote the
+// state file, so the test reads the file only then.
+type stateLog struct {
+	mu      sync.Mutex
+	text    strings.Builder
+	written chan struct{}
+}
+
+func (l *stateLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	seen := strings.Contains(l.text.String(), "sandbox: state written to ")
+	l.text.Write(p)
+	if !seen && strings.Contains(l.text.String(), "sandbox: state written to ") {
+		close(l.written)
 	}
-	t.Fatalf("%s never got %s", path, key)
-	return ""
+	return len(p), nil
 }
 
 func value(t *testing.T, path, key string) string {
