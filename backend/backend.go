@@ -82,7 +82,10 @@ type backend struct {
 	// found the connection's lock held, before it waits; tests use it to
 	// force interleavings.
 	connLockContended func(name string)
-	// httpClient is handed to every provider connection; tests swap it.
+	// httpClient is the template of every connection's HTTP client: its
+	// Timeout bounds one exchange. It has no Transport: each connection's
+	// is built from its transport settings. Tests swap the template, and
+	// set a Transport on it to stand in for the network.
 	httpClient *http.Client
 	// now is the clock of the rotation schedule; tests move it.
 	now func() time.Time

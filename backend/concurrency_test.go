@@ -139,6 +139,7 @@ func newCCEnv(t *testing.T) *ccEnv {
 	// the first concurrent reads race to sign in, and must share one.
 	connection := func(name string, data map[string]any) {
 		data["verify_connection"] = false
+		data["allow_http"] = true
 		env.mustOK(logical.CreateOperation, "config/"+name, data)
 	}
 	connection("sd", env.storydenConfig(nil))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,9 @@ type connectionEntry struct {
 	// creates, so tidy claims only its own objects even when another mount
 	// or connection shares the upstream account.
 	Tag string `json:"object_name_tag"`
+	// Transport is how the connection reaches its upstream (TLS, proxy,
+	// http:// admitted); absent from connections stored before it existed.
+	Transport transportSettings `json:"transport,omitzero"`
 }
 
 // objectTagLen is the length of a connection's tag in object names.
@@ -105,10 +109,22 @@ func putConnection(ctx context.Context, s logical.Storage, name string, e *conne
 }
 
 // connectionCache keeps one live provider connection (and so one upstream
-// session) per connection name and generation.
+// session) per connection name and generation, and one HTTP client per
+// connection name and transport settings.
 type connectionCache struct {
 	mu    sync.Mutex
 	conns map[string]cachedConnection
+	// clientsMu is apart from mu: getOrOpen holds mu while it opens a
+	// connection, which asks for its client.
+	clientsMu sync.Mutex
+	clients   map[string]cachedClient
+}
+
+// cachedClient is a connection's HTTP client and what it was built from.
+type cachedClient struct {
+	settings transportSettings
+	template *http.Client
+	client   *http.Client
 }
 
 type cachedConnection struct {
@@ -117,7 +133,35 @@ type cachedConnection struct {
 }
 
 func newConnectionCache() *connectionCache {
-	return &connectionCache{conns: map[string]cachedConnection{}}
+	return &connectionCache{conns: map[string]cachedConnection{}, clients: map[string]cachedClient{}}
+}
+
+// client returns connection name's HTTP client for these settings: the one
+// built when they last changed, or a new one. A new generation that keeps
+// the settings (a rotation, a schedule change) keeps the client, and with it
+// its pooled TLS connections.
+func (c *connectionCache) client(name string, settings transportSettings, template *http.Client) (*http.Client, error) {
+	c.clientsMu.Lock()
+	defer c.clientsMu.Unlock()
+	if cached, ok := c.clients[name]; ok && cached.settings == settings && cached.template == template {
+		return cached.client, nil
+	}
+	client, err := settings.httpClient(template)
+	if err != nil {
+		return nil, err
+	}
+	c.dropClientLocked(name)
+	c.clients[name] = cachedClient{settings: settings, template: template, client: client}
+	return client, nil
+}
+
+// dropClientLocked forgets a connection's client and closes its idle
+// connections; requests still in flight on it finish normally.
+func (c *connectionCache) dropClientLocked(name string) {
+	if old, ok := c.clients[name]; ok {
+		old.client.CloseIdleConnections()
+		delete(c.clients, name)
+	}
 }
 
 // getOrOpen returns the cached connection for this generation or opens one.
@@ -169,6 +213,9 @@ func (c *connectionCache) drop(name string) {
 		old.conn.Close()
 		delete(c.conns, name)
 	}
+	c.clientsMu.Lock()
+	defer c.clientsMu.Unlock()
+	c.dropClientLocked(name)
 }
 
 func (c *connectionCache) dropAll() {
@@ -178,6 +225,11 @@ func (c *connectionCache) dropAll() {
 		old.conn.Close()
 		delete(c.conns, name)
 	}
+	c.clientsMu.Lock()
+	defer c.clientsMu.Unlock()
+	for name := range c.clients {
+		c.dropClientLocked(name)
+	}
 }
 
 // openConnection builds a provider connection from stored or candidate values.
@@ -186,11 +238,15 @@ func (b *backend) openConnection(name string, e *connectionEntry, values provide
 	if !ok {
 		return nil, fmt.Errorf("connection %q uses provider %q, which this plugin version does not have", name, e.Provider)
 	}
+	client, err := b.conns.client(name, e.Transport, b.httpClient)
+	if err != nil {
+		return nil, err
+	}
 	return p.Connect(provider.ConnectionConfig{
 		Name:       name,
 		BaseURL:    e.BaseURL,
 		Values:     values,
-		HTTPClient: b.httpClient,
+		HTTPClient: client,
 		Logger:     b.Logger().Named(e.Provider).With("connection", name),
 	})
 }

@@ -29,6 +29,7 @@ package backend
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -166,7 +167,7 @@ func fmProviders() []*fmProvider {
 			{label: "rotate-root", op: fmRotate, server: "main", method: http.MethodPatch, path: "/api/auth/password", opText: "change the password"},
 		},
 		start: func(e *fmEnv) (map[string]any, map[string]any) {
-			srv := testutil.StartEmulator(e.t, storydenemu.New(storydenemu.Options{Accounts: []storydenemu.Account{
+			srv := e.startEmulator(storydenemu.New(storydenemu.Options{Accounts: []storydenemu.Account{
 				{Handle: adminHandle, Password: adminPassword, Admin: true},
 			}}))
 			e.servers["main"] = srv
@@ -190,8 +191,8 @@ func fmProviders() []*fmProvider {
 				Developers: []storxemu.Developer{{Email: fmStorxEmail, Password: fmStorxPassword}},
 				RateBurst:  1000,
 			})
-			e.servers["main"] = testutil.StartEmulator(e.t, sat)
-			e.servers["auth"] = testutil.StartEmulator(e.t, storxemu.NewAuthService(sat, storxemu.AuthOptions{}))
+			e.servers["main"] = e.startEmulator(sat)
+			e.servers["auth"] = e.startEmulator(storxemu.NewAuthService(sat, storxemu.AuthOptions{}))
 			return map[string]any{
 					"provider": "storx", "base_url": e.servers["main"].URL(), "auth_url": e.servers["auth"].URL(),
 					"email": fmStorxEmail, "password": fmStorxPassword, "passphrase": fmStorxPassphrase,
@@ -214,7 +215,7 @@ func fmProviders() []*fmProvider {
 			{label: "rotate-root", op: fmRotate, server: "main", method: http.MethodPost, path: "/core/v1/api_tokens/api_token/regenerate_secret", opText: "regenerate the secret"},
 		},
 		start: func(e *fmEnv) (map[string]any, map[string]any) {
-			srv := testutil.StartEmulator(e.t, katapultemu.New(katapultemu.Options{
+			srv := e.startEmulator(katapultemu.New(katapultemu.Options{
 				Organizations: []katapultemu.Organization{{SubDomain: "acme", Buckets: []string{"data"}}},
 				Tokens: []katapultemu.Token{
 					{ID: fmKatapultTokenID, Secret: fmKatapultToken, Organization: "acme", User: "vault"},
@@ -245,7 +246,7 @@ func fmProviders() []*fmProvider {
 			{label: "rotate-root", op: fmRotate, byDesign: "400 by design"},
 		},
 		start: func(e *fmEnv) (map[string]any, map[string]any) {
-			srv := testutil.StartEmulator(e.t, dstoremu.New(dstoremu.Options{APIKeys: []dstoremu.APIKey{{Key: fmDstorKey}}}))
+			srv := e.startEmulator(dstoremu.New(dstoremu.Options{APIKeys: []dstoremu.APIKey{{Key: fmDstorKey}}}))
 			e.servers["main"] = srv
 			return map[string]any{"provider": "dstor", "base_url": srv.URL() + "/v1", "api_key": fmDstorKey}, map[string]any{}
 		},
@@ -265,7 +266,7 @@ func fmProviders() []*fmProvider {
 			{label: "rotate-root", op: fmRotate, byDesign: "400 by design"},
 		},
 		start: func(e *fmEnv) (map[string]any, map[string]any) {
-			srv := testutil.StartEmulator(e.t, storableemu.New(storableemu.Options{
+			srv := e.startEmulator(storableemu.New(storableemu.Options{
 				Clients:   []storableemu.Client{{ID: fmStorableClientID, Secret: fmStorableSecret, APIKey: fmStorableAPIKey}},
 				RateLimit: 1000,
 			}))
@@ -341,12 +342,26 @@ type fmEnv struct {
 	errors []string
 	// live are the leases issued and not revoked.
 	live []*logical.Response
+	// tls, when set, serves every emulator over HTTPS with it.
+	tls *tls.Config
 }
 
 func newFMEnv(t *testing.T, p *fmProvider, col fmColumn) *fmEnv {
 	t.Helper()
-	e := &fmEnv{t: t, p: p, col: col, servers: map[string]*sandbox.Server{}, logs: &testutil.LogBuffer{}}
-	config, role := p.start(e)
+	e, config, role := startFMEnv(t, p, col, nil)
+	// The emulators serve plain HTTP on loopback.
+	config["allow_http"] = true
+	e.configure(config, role)
+	return e
+}
+
+// startFMEnv starts a cell's emulators (over HTTPS with tlsConfig when it is
+// set) and backend, and returns the connection's and the role's fields
+// without writing them.
+func startFMEnv(t *testing.T, p *fmProvider, col fmColumn, tlsConfig *tls.Config) (e *fmEnv, config, role map[string]any) {
+	t.Helper()
+	e = &fmEnv{t: t, p: p, col: col, servers: map[string]*sandbox.Server{}, logs: &testutil.LogBuffer{}, tls: tlsConfig}
+	config, role = p.start(e)
 
 	conf := logical.TestBackendConfig()
 	e.storage = &logical.InmemStorage{}
@@ -361,18 +376,36 @@ func newFMEnv(t *testing.T, p *fmProvider, col fmColumn) *fmEnv {
 	}
 	t.Cleanup(func() { e.b.Cleanup(context.Background()) })
 	t.Cleanup(e.checkSecrets)
+	return e, config, role
+}
 
-	if prov, ok := e.b.providers.get(p.name); ok {
+// configure notes the connection's secrets and writes it and the role.
+func (e *fmEnv) configure(config, role map[string]any) {
+	e.t.Helper()
+	e.noteSecrets(config)
+	e.must(logical.CreateOperation, "config/"+fmConn, config)
+	role["connection"], role["ttl"], role["max_ttl"] = fmConn, "10m", fmMaxTTL.String()
+	e.must(logical.CreateOperation, "roles/"+fmRole, role)
+}
+
+// noteSecrets adds the secret fields of a connection write.
+func (e *fmEnv) noteSecrets(config map[string]any) {
+	if prov, ok := e.b.providers.get(e.p.name); ok {
 		for _, f := range prov.ConnectionFields() {
 			if s := fmStr(config, f.Name); f.Secret && s != "" {
 				e.secrets = append(e.secrets, s)
 			}
 		}
 	}
-	e.must(logical.CreateOperation, "config/"+fmConn, config)
-	role["connection"], role["ttl"], role["max_ttl"] = fmConn, "10m", fmMaxTTL.String()
-	e.must(logical.CreateOperation, "roles/"+fmRole, role)
-	return e
+}
+
+// startEmulator serves emu for the cell's length, over HTTPS when the cell
+// has a TLS configuration.
+func (e *fmEnv) startEmulator(emu sandbox.Emulator) *sandbox.Server {
+	if e.tls != nil {
+		return testutil.StartTLSEmulator(e.t, emu, e.tls)
+	}
+	return testutil.StartEmulator(e.t, emu)
 }
 
 func (e *fmEnv) request(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {

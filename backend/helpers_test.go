@@ -215,8 +215,10 @@ func (e *testEnv) storydenConfig(extra map[string]any) map[string]any {
 	data := map[string]any{
 		"provider": "storyden",
 		"base_url": e.upstream.URL(),
-		"username": adminHandle,
-		"password": adminPassword,
+		// The emulator serves plain HTTP on loopback.
+		"allow_http": true,
+		"username":   adminHandle,
+		"password":   adminPassword,
 	}
 	for k, v := range extra {
 		data[k] = v

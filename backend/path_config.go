@@ -24,6 +24,7 @@ const (
 var commonConfigFields = map[string]bool{
 	fieldName: true, fieldProvider: true, fieldBaseURL: true, fieldVerifyConnection: true, fieldAllowedRoles: true,
 	"rotation_period": true, "rotation_schedule": true, "rotation_window": true, "disable_automated_rotation": true, "rotation_policy": true,
+	fieldCACert: true, fieldClientCert: true, fieldClientKey: true, fieldTLSServerName: true, fieldProxyURL: true, fieldAllowHTTP: true,
 }
 
 func connectionFields(p provider.Provider) []provider.Field { return p.ConnectionFields() }
@@ -35,11 +36,12 @@ func (b *backend) pathConfig() []*framework.Path {
 	fields[fieldProvider] = &framework.FieldSchema{Type: framework.TypeString,
 		Description: "Upstream service: one of " + b.providers.list() + ". Required at create; fixed afterwards."}
 	fields[fieldBaseURL] = &framework.FieldSchema{Type: framework.TypeString,
-		Description: "Address of the upstream API. Defaults to the provider's public address; required for storyden."}
+		Description: "Address of the upstream API. Defaults to the provider's public address; required for storyden. https:// unless allow_http is true."}
 	fields[fieldVerifyConnection] = &framework.FieldSchema{Type: framework.TypeBool, Default: true,
 		Description: "Prove the root credential works upstream before storing the connection."}
 	fields[fieldAllowedRoles] = &framework.FieldSchema{Type: framework.TypeCommaStringSlice,
 		Description: `Roles that may use this connection: names, or "*" for all (the default).`}
+	addTransportFields(fields)
 	automatedrotationutil.AddAutomatedRotationFields(fields)
 
 	return []*framework.Path{
@@ -59,17 +61,21 @@ func (b *backend) pathConfig() []*framework.Path {
 			HelpDescription: `A connection holds the root credential of one upstream account. Its
 provider is fixed once created. Secret fields are write-only: reads never
 return them. With verify_connection=true (the default) the credential is
-proven upstream before anything is stored.`,
+proven upstream before anything is stored. ca_cert, client_cert, client_key,
+tls_server_name and proxy_url say how to reach the upstream; http://
+addresses need allow_http=true. Upstream redirects are never followed.`,
 		},
 	}
 }
 
 // touchesUpstream reports whether an update changes what the connection uses
-// upstream (its address or a provider field); only then is it verified
-// again, since a check can cost a rate-limited login (StorX).
+// upstream (its address, how it gets there, or a provider field); only then
+// is it verified again, since a check can cost a rate-limited login (StorX).
 func touchesUpstream(data map[string]any, p provider.Provider) bool {
-	if _, ok := data[fieldBaseURL]; ok {
-		return true
+	for _, name := range append([]string{fieldBaseURL}, transportFields...) {
+		if _, ok := data[name]; ok {
+			return true
+		}
 	}
 	for _, f := range p.ConnectionFields() {
 		if _, ok := data[f.Name]; ok {
@@ -149,13 +155,20 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *f
 		fieldAllowedRoles: entry.AllowedRoles,
 		"object_name_tag": entry.Tag,
 	}
+	for k, v := range publicTransport(entry.Transport) {
+		data[k] = v
+	}
+	resp := &logical.Response{Data: data}
 	if p, ok := b.providers.get(entry.Provider); ok {
 		for k, v := range publicValues(p.ConnectionFields(), entry.Values) {
 			data[k] = v
 		}
+		if warning := httpWarning(entry, p); warning != "" {
+			resp.AddWarning(warning)
+		}
 	}
 	b.rotationInfo(ctx, req, entry, data)
-	return &logical.Response{Data: data}, nil
+	return resp, nil
 }
 
 func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -209,7 +222,11 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		if d.Get(fieldVerifyConnection).(bool) {
 			if err := conn.Verify(ctx); err != nil {
 				conn.Close()
-				return logical.ErrorResponse(fmt.Sprintf("verify_connection failed, nothing was stored: %v; fix the %s credentials or base_url, or write verify_connection=false to store without checking", err, p.Name())), nil
+				fix := fmt.Sprintf("fix the %s credentials or base_url", p.Name())
+				if hint := transportHint(err); hint != "" {
+					fix = hint
+				}
+				return logical.ErrorResponse(fmt.Sprintf("verify_connection failed, nothing was stored: %v; %s, or write verify_connection=false to store without checking", err, fix)), nil
 			}
 		}
 	}
@@ -234,6 +251,11 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		b.conns.rekey(name, existing.Generation, entry.Generation)
 	} else {
 		b.conns.put(name, entry.Generation, conn)
+	}
+	if warning := httpWarning(entry, p); warning != "" {
+		resp := &logical.Response{}
+		resp.AddWarning(warning)
+		return resp, nil
 	}
 	return nil, nil
 }
@@ -290,6 +312,9 @@ func (b *backend) connectionFromRequest(name string, existing *connectionEntry, 
 		}
 	}
 	if err := b.applyBaseURL(entry, p, data, creating); err != nil {
+		return nil, nil, err
+	}
+	if err := applyTransport(entry, p, data, d, creating); err != nil {
 		return nil, nil, err
 	}
 	if raw, ok := d.GetOk(fieldAllowedRoles); ok {

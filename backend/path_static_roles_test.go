@@ -34,7 +34,7 @@ func newKatapultEnv(t *testing.T) *katapultEnv {
 	})
 	srv := testutil.StartEmulator(t, emu)
 	env.mustOK(logical.CreateOperation, "config/kat", map[string]any{
-		"provider": "katapult", "base_url": srv.URL() + "/core/v1", "api_token": katapultToken, "organization": "acme",
+		"provider": "katapult", "base_url": srv.URL() + "/core/v1", "allow_http": true, "api_token": katapultToken, "organization": "acme",
 	})
 	return &katapultEnv{testEnv: env, emu: emu, upstream: srv}
 }

@@ -57,7 +57,7 @@ func TestPeriodicHungUpstreamLeavesRollbackItsTime(t *testing.T) {
 	ctx := context.Background()
 
 	e.must(logical.CreateOperation, "config/hung", map[string]any{
-		"provider": "storyden", "base_url": hangingUpstream(t), "username": adminHandle, "password": adminPassword, "verify_connection": false,
+		"provider": "storyden", "base_url": hangingUpstream(t), "allow_http": true, "username": adminHandle, "password": adminPassword, "verify_connection": false,
 	})
 	hung, err := getConnection(ctx, e.storage, "hung")
 	if err != nil {

@@ -145,19 +145,19 @@ var providers = map[string]func() (sandbox.Emulator, func(string) map[string]any
 	"storyden": func() (sandbox.Emulator, func(string) map[string]any) {
 		emu := storyden.New(storyden.Options{RateLimit: 1 << 30, Accounts: []storyden.Account{{Handle: "bench", Password: "bench-password", Admin: true}}})
 		return emu, func(url string) map[string]any {
-			return map[string]any{"provider": "storyden", "base_url": url, "username": "bench", "password": "bench-password"}
+			return map[string]any{"provider": "storyden", "base_url": url, "allow_http": true, "username": "bench", "password": "bench-password"}
 		}
 	},
 	"dstor": func() (sandbox.Emulator, func(string) map[string]any) {
 		key := "benchDstorApiKey0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL"
 		return dstor.New(dstor.Options{APIKeys: []dstor.APIKey{{Key: key}}}), func(url string) map[string]any {
-			return map[string]any{"provider": "dstor", "base_url": url + "/v1", "api_key": key}
+			return map[string]any{"provider": "dstor", "base_url": url + "/v1", "allow_http": true, "api_key": key}
 		}
 	},
 	"storable": func() (sandbox.Emulator, func(string) map[string]any) {
 		c := storable.Client{ID: "bench", Secret: "bench-client-secret", APIKey: "benchStorableApiKey0123456789abcdefghijk"}
 		return storable.New(storable.Options{Clients: []storable.Client{c}}), func(url string) map[string]any {
-			return map[string]any{"provider": "storable", "base_url": url, "client_id": c.ID, "client_secret": c.Secret, "api_key": c.APIKey}
+			return map[string]any{"provider": "storable", "base_url": url, "allow_http": true, "client_id": c.ID, "client_secret": c.Secret, "api_key": c.APIKey}
 		}
 	},
 }

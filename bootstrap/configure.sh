@@ -2,7 +2,8 @@
 # Configures a running Vault against a running sandbox (bootstrap/cmd/sandbox):
 # enables the plugin's mount for each emulator in the sandbox's state file if it
 # is missing, writes a connection named "sandbox" with the emulator's URL and
-# seeded root credentials, and a role named "app".
+# seeded root credentials, and a role named "app". The emulators serve plain
+# HTTP on loopback, so every connection sets allow_http=true.
 #
 #   bootstrap/configure.sh [STATE_FILE]
 #
@@ -71,7 +72,7 @@ configure_storyden() {
   local mount="${STORYDEN_MOUNT:-${MOUNT:-storyden}}"
   enable_mount "$mount"
   write_config "$mount/config/sandbox" "$(state_get storyden.password)" \
-    provider=storyden base_url="$(state_get storyden.url)" username="$(state_get storyden.username)"
+    provider=storyden base_url="$(state_get storyden.url)" allow_http=true username="$(state_get storyden.username)"
   "$vault" write "$mount/roles/app" connection=sandbox ttl=5m max_ttl=1h >/dev/null \
     || die "vault write $mount/roles/app failed"
   say "wrote $mount/roles/app; try: vault read $mount/creds/app"
@@ -98,7 +99,7 @@ configure_storx() {
   secrets="$(printf '{"password":%s,"passphrase":%s}' \
     "$(json_string "$(state_get storx.password)")" "$(json_string "$(state_get storx.passphrase)")")"
   printf '%s' "$secrets" | "$vault" write "$mount/config/sandbox" - provider=storx \
-    base_url="$(state_get storx.url)" auth_url="$(state_get storx-auth.url)" email="$(state_get storx.email)" >/dev/null \
+    base_url="$(state_get storx.url)" auth_url="$(state_get storx-auth.url)" allow_http=true email="$(state_get storx.email)" >/dev/null \
     || die "vault write $mount/config/sandbox failed"
   say "wrote $mount/config/sandbox"
   "$vault" write "$mount/roles/app" connection=sandbox ttl=5m max_ttl=1h user_email="$(state_get storx.user_email)" >/dev/null \
@@ -113,7 +114,7 @@ configure_katapult() {
   local mount="${KATAPULT_MOUNT:-katapult}" bucket
   enable_mount "$mount"
   printf '%s' "$(state_get katapult.api_token)" | "$vault" write "$mount/config/sandbox" provider=katapult \
-    base_url="$(state_get katapult.url)$(state_get katapult.api_path)" organization="$(state_get katapult.organization)" api_token=- >/dev/null \
+    base_url="$(state_get katapult.url)$(state_get katapult.api_path)" allow_http=true organization="$(state_get katapult.organization)" api_token=- >/dev/null \
     || die "vault write $mount/config/sandbox failed"
   say "wrote $mount/config/sandbox"
   bucket="$(state_get katapult.bucket)"
@@ -129,7 +130,7 @@ configure_dstor() {
   local mount="${DSTOR_MOUNT:-dstor}"
   enable_mount "$mount"
   printf '%s' "$(state_get dstor.api_key)" | "$vault" write "$mount/config/sandbox" provider=dstor \
-    base_url="$(state_get dstor.url)$(state_get dstor.api_path)" api_key=- >/dev/null \
+    base_url="$(state_get dstor.url)$(state_get dstor.api_path)" allow_http=true api_key=- >/dev/null \
     || die "vault write $mount/config/sandbox failed"
   say "wrote $mount/config/sandbox"
   "$vault" write "$mount/roles/app" connection=sandbox ttl=5m max_ttl=1h >/dev/null \
@@ -144,7 +145,7 @@ configure_storable() {
   local mount="${STORABLE_MOUNT:-storable}"
   enable_mount "$mount"
   printf '%s' "$(state_get storable.client_secret)" | "$vault" write "$mount/config/sandbox" provider=storable \
-    base_url="$(state_get storable.url)" client_id="$(state_get storable.client_id)" client_secret=- \
+    base_url="$(state_get storable.url)" allow_http=true client_id="$(state_get storable.client_id)" client_secret=- \
     api_key=@<(printf '%s' "$(state_get storable.api_key)") >/dev/null \
     || die "vault write $mount/config/sandbox failed"
   say "wrote $mount/config/sandbox"

@@ -243,7 +243,7 @@ func TestHA_StandbyForwardsAndFailoverOrphansNothing(t *testing.T) {
 
 	c.mustOnActive(t, c.nodes, "", "secrets", "enable", "-path="+mount, "-plugin-version="+pluginVersion, pluginName)
 	c.mustOnActive(t, c.nodes, sdPassword, "write", mount+"/config/main", "provider=storyden",
-		"base_url="+upstream.URL(), "username="+sdAdmin, "password=-")
+		"base_url="+upstream.URL(), "allow_http=true", "username="+sdAdmin, "password=-")
 	c.mustOnActive(t, c.nodes, "", "write", mount+"/roles/app", "connection=main", "ttl=5m", "max_ttl=1h")
 
 	active := c.active(c.nodes, time.Minute)

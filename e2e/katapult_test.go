@@ -37,7 +37,7 @@ func newKatapult(t *testing.T) *katapultFixture {
 	registerSecret("the katapult API token", kpToken)
 	f := &katapultFixture{t: t, mount: newMount(t, "katapult"), emu: emu, upstream: srv}
 	mustCLI(t, kpToken, "write", f.mount+"/config/main", "provider=katapult",
-		"base_url="+srv.URL()+"/core/v1", "organization=acme", "api_token=-")
+		"base_url="+srv.URL()+"/core/v1", "allow_http=true", "organization=acme", "api_token=-")
 	mustCLI(t, "", "write", f.mount+"/roles/app", "connection=main", "ttl=5m", "max_ttl=1h",
 		"read_buckets=shared", "write_buckets=shared")
 	return f

@@ -97,7 +97,7 @@ func startStorydenUpstream(t *testing.T) *sandbox.Server {
 func configureStoryden(t *testing.T, addr, token, mount string, upstream *sandbox.Server) {
 	t.Helper()
 	mustVault(t, addr, token, sdPassword, "write", mount+"/config/main", "provider=storyden",
-		"base_url="+upstream.URL(), "username="+sdAdmin, "password=-")
+		"base_url="+upstream.URL(), "allow_http=true", "username="+sdAdmin, "password=-")
 	mustVault(t, addr, token, "", "write", mount+"/roles/app", "connection=main", "ttl=5m", "max_ttl=1h")
 }
 

@@ -72,7 +72,7 @@ func TestMassRevoke_ThousandStorydenLeasesUnderUpstream429s(t *testing.T) {
 		}
 	})
 	mustCLI(t, sdPassword, "write", f.mount+"/config/main", "provider=storyden",
-		"base_url="+srv.URL(), "username="+sdAdmin, "password=-")
+		"base_url="+srv.URL(), "allow_http=true", "username="+sdAdmin, "password=-")
 	// Long leases: only the revoke ends them during the test.
 	mustCLI(t, "", "write", f.mount+"/roles/app", "connection=main", "ttl=1h", "max_ttl=2h")
 

@@ -40,7 +40,7 @@ func TestOpenAPI_EveryPathAndFieldIsDocumented(t *testing.T) {
 	}
 }
 
-var secretFields = map[string]bool{"password": true, "passphrase": true, "api_key": true, "api_token": true, "client_secret": true}
+var secretFields = map[string]bool{"password": true, "passphrase": true, "api_key": true, "api_token": true, "client_secret": true, "client_key": true}
 
 func checkPathItem(path string, item map[string]any) []string {
 	var problems []string

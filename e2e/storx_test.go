@@ -48,7 +48,7 @@ func newStorx(t *testing.T) *storxFixture {
 	f := &storxFixture{t: t, mount: newMount(t, "storx"), satellite: satSrv, auth: authSrv, authEmu: authEmu}
 	secrets := fmt.Sprintf(`{"password":%q,"passphrase":%q}`, sxPassword, sxPassphrase)
 	mustCLI(t, secrets, "write", f.mount+"/config/main", "-", "provider=storx",
-		"base_url="+satSrv.URL(), "auth_url="+authSrv.URL(), "email="+sxDeveloper)
+		"base_url="+satSrv.URL(), "auth_url="+authSrv.URL(), "allow_http=true", "email="+sxDeveloper)
 	mustCLI(t, "", "write", f.mount+"/roles/app", "connection=main", "ttl=5m", "max_ttl=1h",
 		"user_email="+sxUser, "buckets=photos", "permissions=download,list")
 	return f

@@ -44,7 +44,7 @@ func newStoryden(t *testing.T) *storydenFixture {
 func (f *storydenFixture) configure() {
 	f.t.Helper()
 	mustCLI(f.t, sdPassword, "write", f.mount+"/config/main", "provider=storyden",
-		"base_url="+f.upstream.URL(), "username="+sdAdmin, "password=-")
+		"base_url="+f.upstream.URL(), "allow_http=true", "username="+sdAdmin, "password=-")
 	mustCLI(f.t, "", "write", f.mount+"/roles/app", "connection=main", "ttl=5m", "max_ttl=1h")
 }
 
@@ -190,13 +190,14 @@ func TestStoryden_BadInputIs400AndStoresNothing(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"field of another provider", []string{"config/c", "provider=storyden", "base_url=" + url, "username=" + sdAdmin, "password=" + sdPassword, "region=uk"}, "region is a field of provider katapult, not storyden"},
-		{"unknown field", []string{"config/c", "provider=storyden", "base_url=" + url, "username=" + sdAdmin, "password=" + sdPassword, "colour=blue"}, "colour is not a known field"},
+		{"field of another provider", []string{"config/c", "provider=storyden", "base_url=" + url, "allow_http=true", "username=" + sdAdmin, "password=" + sdPassword, "region=uk"}, "region is a field of provider katapult, not storyden"},
+		{"unknown field", []string{"config/c", "provider=storyden", "base_url=" + url, "allow_http=true", "username=" + sdAdmin, "password=" + sdPassword, "colour=blue"}, "colour is not a known field"},
 		{"bad url", []string{"config/c", "provider=storyden", "base_url=not-a-url", "username=" + sdAdmin, "password=" + sdPassword}, "base_url is not valid"},
-		{"url with /api", []string{"config/c", "provider=storyden", "base_url=" + url + "/api", "username=" + sdAdmin, "password=" + sdPassword}, "without /api"},
-		{"wrong password", []string{"config/c", "provider=storyden", "base_url=" + url, "username=" + sdAdmin, "password=not-the-password"}, "verify_connection failed"},
-		{"bad name", []string{"config/bad!name", "provider=storyden", "base_url=" + url, "username=" + sdAdmin, "password=" + sdPassword}, "is not valid"},
-		{"password given twice", []string{"config/c", "provider=storyden", "base_url=" + url, "username=" + sdAdmin, "password=" + sdPassword, "password=also-" + sdPassword}, "password must be a single string"},
+		{"url with /api", []string{"config/c", "provider=storyden", "base_url=" + url + "/api", "allow_http=true", "username=" + sdAdmin, "password=" + sdPassword}, "without /api"},
+		{"wrong password", []string{"config/c", "provider=storyden", "base_url=" + url, "allow_http=true", "username=" + sdAdmin, "password=not-the-password"}, "verify_connection failed"},
+		{"bad name", []string{"config/bad!name", "provider=storyden", "base_url=" + url, "allow_http=true", "username=" + sdAdmin, "password=" + sdPassword}, "is not valid"},
+		{"password given twice", []string{"config/c", "provider=storyden", "base_url=" + url, "allow_http=true", "username=" + sdAdmin, "password=" + sdPassword, "password=also-" + sdPassword}, "password must be a single string"},
+		{"http without allow_http", []string{"config/c", "provider=storyden", "base_url=" + url, "username=" + sdAdmin, "password=" + sdPassword}, "set allow_http=true if this is a test sandbox"},
 		{"role without connection", []string{"roles/r", "ttl=1m"}, "connection is required"},
 		{"role ttl above max", []string{"roles/r", "connection=c", "ttl=2h", "max_ttl=1h"}, "does not exist"},
 	}
@@ -284,7 +285,7 @@ func TestStoryden_ScheduledRotationOnCommunity(t *testing.T) {
 	t.Parallel()
 	f := newStoryden(t)
 	mustCLI(t, sdPassword, "write", f.mount+"/config/main", "provider=storyden",
-		"base_url="+f.upstream.URL(), "username="+sdAdmin, "password=-", "rotation_period=1m")
+		"base_url="+f.upstream.URL(), "allow_http=true", "username="+sdAdmin, "password=-", "rotation_period=1m")
 	mustCLI(t, "", "write", f.mount+"/roles/app", "connection=main", "ttl=5m", "max_ttl=1h")
 	read := cliJSON(t, "read", f.mount+"/config/main")
 	next, err := time.Parse(time.RFC3339, fmt.Sprint(read.Data["next_vault_rotation"]))

@@ -62,7 +62,7 @@ func TestDstor_TokenLeaseIsHonestAboutRevocation(t *testing.T) {
 	srv := startEmulator(t, dstoremu.New(dstoremu.Options{APIKeys: []dstoremu.APIKey{{Key: dsAPIKey}}}))
 	registerSecret("the dstor API key", dsAPIKey)
 	mount := newMount(t, "dstor")
-	mustCLI(t, dsAPIKey, "write", mount+"/config/main", "provider=dstor", "base_url="+srv.URL()+"/v1", "api_key=-")
+	mustCLI(t, dsAPIKey, "write", mount+"/config/main", "provider=dstor", "base_url="+srv.URL()+"/v1", "allow_http=true", "api_key=-")
 	mustCLI(t, "", "write", mount+"/roles/app", "connection=main", "ttl=10m", "max_ttl=30m")
 
 	// The expiry is read against the times around the issue and the renew,
@@ -102,7 +102,7 @@ func TestStorable_CachedTokenAndLeaseCappedAtItsLife(t *testing.T) {
 	registerSecret("the storable api key", sbAPIKey)
 	mount := newMount(t, "storable")
 	secrets := fmt.Sprintf(`{"client_secret":%q,"api_key":%q}`, sbClientSecret, sbAPIKey)
-	mustCLI(t, secrets, "write", mount+"/config/main", "-", "provider=storable", "base_url="+srv.URL(), "client_id="+sbClientID)
+	mustCLI(t, secrets, "write", mount+"/config/main", "-", "provider=storable", "base_url="+srv.URL(), "allow_http=true", "client_id="+sbClientID)
 	mustCLI(t, "", "write", mount+"/roles/app", "connection=main", "ttl=5m", "max_ttl=1h")
 	mustCLI(t, "", "write", mount+"/roles/long", "connection=main", "ttl=3h", "max_ttl=6h")
 

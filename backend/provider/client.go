@@ -39,6 +39,13 @@ const (
 // failures and 502/503/504 are retried only for idempotent requests, since a
 // create that timed out may have happened; a refused connection never reached
 // the upstream and is always retried.
+//
+// A redirect is never followed, whatever the HTTP client's own policy: the
+// call fails with an error wrapping ErrRedirect. net/http would re-send the
+// request's headers (x-api-key, api-key, and Authorization and Cookie on the
+// same host name, even from https to http) and, on 307 and 308, its body
+// (a sign-in's password) to wherever Location points; no upstream API the
+// providers call redirects.
 type Client struct {
 	// Provider names the upstream in errors and logs.
 	Provider string
@@ -158,7 +165,7 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 		wait, retry := c.retryDecision(ctx, r, resp, err, backoff)
 		if !retry || attempt >= attempts {
 			if err != nil {
-				return nil, &UpstreamError{Provider: c.Provider, Op: r.Op, Err: err}
+				return nil, &UpstreamError{Provider: c.Provider, Op: r.Op, Status: redirectStatus(err), Err: err}
 			}
 			return resp, nil
 		}
@@ -186,9 +193,10 @@ func (c *Client) gateWait(resp *Response) time.Duration {
 func (c *Client) retryDecision(ctx context.Context, r Request, resp *Response, err error, backoff time.Duration) (time.Duration, bool) {
 	jittered := backoff/2 + rand.N(backoff/2+1)
 	if err != nil {
-		if ctx.Err() != nil {
-			// The caller gave up; a timeout of one attempt is a transport
-			// failure like any other.
+		if ctx.Err() != nil || errors.Is(err, ErrRedirect) {
+			// The caller gave up (a timeout of one attempt is a transport
+			// failure like any other), or the upstream redirects, which
+			// it will do again.
 			return 0, false
 		}
 		return jittered, r.Idempotent || errors.Is(err, syscall.ECONNREFUSED)
@@ -247,11 +255,64 @@ func stripURL(err error) error {
 	return err
 }
 
+// httpClient is the client's HTTP client with redirects refused. The copy
+// is a few words; it leaves the caller's client, shared by every provider
+// client of a connection, untouched.
 func (c *Client) httpClient() *http.Client {
+	hc := defaultHTTPClient
 	if c.HTTP != nil {
-		return c.HTTP
+		hc = c.HTTP
 	}
-	return defaultHTTPClient
+	noRedirects := *hc
+	noRedirects.CheckRedirect = refuseRedirect
+	return &noRedirects
+}
+
+// refuseRedirect is a CheckRedirect that ends the call at the first
+// redirect, before anything is sent to its target.
+func refuseRedirect(next *http.Request, _ []*http.Request) error {
+	status := 0
+	if next.Response != nil {
+		status = next.Response.StatusCode
+	}
+	return &redirectError{status: status, location: redactLocation(next.URL)}
+}
+
+// redirectError is a refused redirect. Its text names where the upstream
+// pointed, so the operator can tell a moved API from a hijacked one; the
+// UpstreamError around it names the status.
+type redirectError struct {
+	status   int
+	location string
+}
+
+func (e *redirectError) Error() string {
+	return fmt.Sprintf("a redirect to %s: %v, since they would carry the credentials there; if the API has moved, set the connection's address to the new one",
+		e.location, ErrRedirect)
+}
+
+// redirectStatus is the status of a refused redirect, 0 for any other
+// error: a redirect is an answer, so the call is over upstream.
+func redirectStatus(err error) int {
+	var re *redirectError
+	if errors.As(err, &re) {
+		return re.status
+	}
+	return 0
+}
+
+// Unwrap makes the error match ErrRedirect.
+func (e *redirectError) Unwrap() error { return ErrRedirect }
+
+// redactLocation shows a redirect target without user info, query or
+// fragment, where an upstream could echo a secret it was sent.
+func redactLocation(u *url.URL) string {
+	shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
+	out := shown.String()
+	if u.RawQuery != "" || u.Fragment != "" {
+		out += "?…"
+	}
+	return CleanMessage(out)
 }
 
 var defaultHTTPClient = &http.Client{Timeout: DefaultRequestTimeout}

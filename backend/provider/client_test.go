@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -345,5 +346,42 @@ func TestClient_LogsDurationsAsText(t *testing.T) {
 				t.Errorf("upstream call: duration=%#v is not a duration", seen["upstream call"]["duration"])
 			}
 		})
+	}
+}
+
+// A redirect is never followed, whatever the status, the method and the
+// HTTP client's own policy, nor retried; the error names the status and the
+// target without its query, and wraps ErrRedirect.
+func TestClient_RefusesEveryRedirect(t *testing.T) {
+	var elsewhere atomic.Int32
+	target := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { elsewhere.Add(1) }))
+	t.Cleanup(target.Close)
+	location := target.URL + "/moved?key=echoed-secret"
+	for _, status := range []int{301, 302, 303, 307, 308} {
+		for _, idempotent := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%d idempotent=%v", status, idempotent), func(t *testing.T) {
+				srv, calls := scripted(t, http.Header{"Location": {location}}, status)
+				following := &http.Client{}
+				c := &Client{Provider: "test", BaseURL: srv.URL, HTTP: following}
+				resp, err := c.Do(context.Background(), Request{Op: "create key", Method: http.MethodPost, Path: "/x",
+					Header: http.Header{"X-Api-Key": {"root-secret"}}, Body: []byte(`{"password":"root-secret"}`), Idempotent: idempotent})
+				if err == nil {
+					t.Fatalf("got %d, want an error", resp.Status)
+				}
+				want := fmt.Sprintf("test: create key failed with HTTP %d %s: a redirect to %s/moved?…: redirects are not followed", status, http.StatusText(status), target.URL)
+				if !errors.Is(err, ErrRedirect) || StatusOf(err) != status || !strings.HasPrefix(err.Error(), want) {
+					t.Fatalf("error %q (status %d), want one starting %q wrapping ErrRedirect", err, StatusOf(err), want)
+				}
+				if strings.Contains(err.Error(), "echoed-secret") || strings.Contains(err.Error(), "root-secret") {
+					t.Fatalf("the error quotes a secret: %s", err)
+				}
+				if calls.Load() != 1 || elsewhere.Load() != 0 {
+					t.Fatalf("%d calls upstream, %d at the target; want 1 and 0", calls.Load(), elsewhere.Load())
+				}
+				if following.CheckRedirect != nil {
+					t.Fatal("the caller's HTTP client was changed")
+				}
+			})
+		}
 	}
 }

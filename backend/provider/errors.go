@@ -17,6 +17,9 @@ var (
 	ErrRotationUnsupported = errors.New("root rotation is not supported")
 	// ErrRootRejected marks an upstream refusing the root credential itself.
 	ErrRootRejected = errors.New("the upstream rejected the root credential")
+	// ErrRedirect marks an upstream answer that redirected the call; the
+	// client never follows one (see Client).
+	ErrRedirect = errors.New("redirects are not followed")
 )
 
 // UpstreamError is a failed upstream call. Its text names the operation, the

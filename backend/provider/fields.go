@@ -37,6 +37,10 @@ type Field struct {
 	// NamePrefix marks the role field whose value replaces "vault" at the
 	// front of upstream object names.
 	NamePrefix bool
+	// URL marks a connection field holding an upstream address that
+	// credentials are sent to; the engine holds it to base_url's rule:
+	// https:// unless the connection sets allow_http.
+	URL bool
 }
 
 // Values holds field values as decoded from a request or from storage (after a

@@ -104,7 +104,10 @@ type ConnectionConfig struct {
 	BaseURL string
 	// Values holds the provider's connection fields, secrets included.
 	Values Values
-	// HTTPClient is the transport to use; tests swap it.
+	// HTTPClient is the connection's own client, which the engine builds
+	// from the connection's transport settings (TLS, proxy, timeout) and
+	// keeps while they last; tests swap it. Client never follows its
+	// redirects.
 	HTTPClient *http.Client
 	// Logger must never receive a secret. Pass durations as d.String():
 	// Vault reads a plugin's log lines as JSON, where a time.Duration is a

@@ -72,7 +72,7 @@ func (Provider) ConnectionFields() []provider.Field {
 			Description: "Password of that developer account. Write-only. The account must not require MFA."},
 		{Name: fieldPassphrase, Type: provider.TypeString, Required: true, Secret: true,
 			Description: "Encryption passphrase of every access grant the connection issues. Write-only. Keep it fixed: objects written under one passphrase cannot be read with credentials from another."},
-		{Name: fieldAuthURL, Type: provider.TypeString, Default: defaultAuthURL,
+		{Name: fieldAuthURL, Type: provider.TypeString, Default: defaultAuthURL, URL: true,
 			Description: "Address of the StorX auth service that turns access grants into S3 credentials."},
 	}
 }

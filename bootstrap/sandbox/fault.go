@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -49,6 +51,10 @@ type Fault struct {
 	// RetryAfter is sent as the Retry-After header of a Status answer, e.g.
 	// "2" or an HTTP-date; it is only sent when set.
 	RetryAfter string `json:"retry_after,omitempty"`
+	// Location makes the Status answer a redirect there: with Status 301,
+	// 302, 303, 307 or 308 and an absolute http(s) URL, it stands for an
+	// upstream (or a hijacked one) sending the client to another address.
+	Location string `json:"location,omitempty"`
 	// Drop closes the TCP connection without any response, unhandled.
 	Drop bool `json:"drop,omitempty"`
 	// Malformed handles the request for real (state changes happen) but
@@ -71,8 +77,10 @@ func (f Fault) Validate() error {
 	if f.LatencyAfterMS > 0 && (f.Status != 0 || f.Drop) {
 		problems = append(problems, "latency_after_ms delays the handler's own response: it cannot combine with status or drop")
 	}
-	if f.Status != 0 && (f.Status < 400 || f.Status > 599) {
-		problems = append(problems, "status must be between 400 and 599")
+	if f.Location != "" {
+		problems = append(problems, f.redirectProblems()...)
+	} else if f.Status != 0 && (f.Status < 400 || f.Status > 599) {
+		problems = append(problems, "status must be between 400 and 599, or a redirect status with location")
 	}
 	if f.outcomes() > 1 {
 		problems = append(problems, "set at most one of status, drop and malformed")
@@ -90,6 +98,26 @@ func (f Fault) Validate() error {
 		return errors.New("invalid fault: " + strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// redirectStatuses are the statuses a client may follow to a Location.
+var redirectStatuses = []int{
+	http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+	http.StatusTemporaryRedirect, http.StatusPermanentRedirect,
+}
+
+func (f Fault) redirectProblems() []string {
+	var problems []string
+	if !slices.Contains(redirectStatuses, f.Status) {
+		problems = append(problems, "location needs status 301, 302, 303, 307 or 308")
+	}
+	if u, err := url.Parse(f.Location); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		problems = append(problems, "location must be an absolute http:// or https:// URL")
+	}
+	if strings.ContainsFunc(f.Location, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		problems = append(problems, "location must not contain control characters")
+	}
+	return problems
 }
 
 func (f Fault) outcomes() int {
@@ -247,6 +275,9 @@ func writeStatus(w http.ResponseWriter, emu Emulator, f Fault) {
 	}
 	if f.RetryAfter != "" {
 		w.Header().Set("Retry-After", f.RetryAfter)
+	}
+	if f.Location != "" {
+		w.Header().Set("Location", f.Location)
 	}
 	w.WriteHeader(f.Status)
 	_, _ = w.Write(body)

@@ -68,7 +68,7 @@ func (l *latency) letGo(t *testing.T) {
 func startWithLatency(t *testing.T) (*Server, *latency) {
 	t.Helper()
 	l := &latency{asked: make(chan time.Duration, 16), proceed: make(chan struct{}), ended: make(chan bool, 16)}
-	srv, err := start(newItemsEmulator(), "127.0.0.1:0", l.wait)
+	srv, err := start(newItemsEmulator(), "127.0.0.1:0", l.wait, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -212,6 +212,22 @@ func TestStatusFaultAnswersWithEmulatorBody(t *testing.T) {
 	}
 }
 
+func TestRedirectFaultSendsLocation(t *testing.T) {
+	srv, _ := startItems(t)
+	srv.AddFault(Fault{Method: "POST", Path: "/items", Status: http.StatusPermanentRedirect, Location: "http://127.0.0.1:9/else"})
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	r, err := send(t, noFollow, "POST", srv.URL()+"/items", `{"name":"a"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.status != http.StatusPermanentRedirect || r.header.Get("Location") != "http://127.0.0.1:9/else" {
+		t.Fatalf("got %d Location %q", r.status, r.header.Get("Location"))
+	}
+	if n := len(srv.Objects()); n != 0 {
+		t.Fatalf("handler ran: %d objects", n)
+	}
+}
+
 func TestFaultSkipAndTimes(t *testing.T) {
 	srv, _ := startItems(t)
 	srv.AddFault(Fault{Path: "/items", Skip: 1, Times: 2, Status: http.StatusBadGateway})
@@ -397,6 +413,12 @@ func TestFaultValidate(t *testing.T) {
 		{"retry without status", Fault{Drop: true, RetryAfter: "1"}, false},
 		{"header injection", Fault{Status: 503, RetryAfter: "1\r\nX-Evil: 1"}, false},
 		{"latency too long", Fault{LatencyMS: int(maxLatency.Milliseconds()) + 1}, false},
+		{"redirect", Fault{Status: 307, Location: "https://127.0.0.1:1/x?y=1"}, true},
+		{"redirect status without location", Fault{Status: 302}, false},
+		{"location with an error status", Fault{Status: 500, Location: "http://127.0.0.1:1/"}, false},
+		{"location without status", Fault{Location: "http://127.0.0.1:1/"}, false},
+		{"relative location", Fault{Status: 301, Location: "/elsewhere"}, false},
+		{"location header injection", Fault{Status: 308, Location: "http://127.0.0.1:1/\r\nX-Evil: 1"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

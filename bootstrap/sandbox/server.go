@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -20,10 +21,12 @@ type Server struct {
 	emu      Emulator
 	upstream http.Handler
 	listener net.Listener
-	http     *http.Server
-	stop     context.CancelFunc
-	faults   faultSet
-	calls    callCounter
+	// scheme is "https" when the server speaks TLS.
+	scheme string
+	http   *http.Server
+	stop   context.CancelFunc
+	faults faultSet
+	calls  callCounter
 	// wait spends the latency faults' delays.
 	wait waitFunc
 
@@ -37,12 +40,22 @@ type Server struct {
 // Start listens on addr, which must name a loopback host (e.g.
 // "127.0.0.1:0"), and serves emu there until Close.
 func Start(emu Emulator, addr string) (*Server, error) {
-	return start(emu, addr, sleep)
+	return start(emu, addr, sleep, nil)
+}
+
+// StartTLS is Start serving HTTPS with cfg (its certificates, and client
+// certificates when it asks for them), for tests of the plugin's TLS
+// settings; the control endpoints are then HTTPS too.
+func StartTLS(emu Emulator, addr string, cfg *tls.Config) (*Server, error) {
+	if cfg == nil {
+		return nil, fmt.Errorf("%s emulator: StartTLS needs a TLS configuration", emu.Name())
+	}
+	return start(emu, addr, sleep, cfg)
 }
 
 // start is Start with the wait behind the latency faults, which the
-// sandbox's tests control.
-func start(emu Emulator, addr string, wait waitFunc) (*Server, error) {
+// sandbox's tests control, and TLS when tlsConfig is set.
+func start(emu Emulator, addr string, wait waitFunc, tlsConfig *tls.Config) (*Server, error) {
 	if err := requireLoopback(addr); err != nil {
 		return nil, err
 	}
@@ -50,11 +63,15 @@ func start(emu Emulator, addr string, wait waitFunc) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s emulator: %w", emu.Name(), err)
 	}
+	scheme := "http"
+	if tlsConfig != nil {
+		ln, scheme = tls.NewListener(ln, tlsConfig), "https"
+	}
 	// Cancelled on Close, so requests sleeping in a latency fault end too.
 	base, stop := context.WithCancel(context.Background())
 	idle := make(chan struct{})
 	close(idle)
-	s := &Server{emu: emu, upstream: emu.Handler(), listener: ln, stop: stop, wait: wait, idle: idle}
+	s := &Server{emu: emu, upstream: emu.Handler(), listener: ln, scheme: scheme, stop: stop, wait: wait, idle: idle}
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -83,8 +100,9 @@ func requireLoopback(addr string) error {
 	return fmt.Errorf("refusing to listen on %q: only loopback hosts (127.0.0.1, ::1, localhost) are allowed", addr)
 }
 
-// URL is the base URL the emulator answers on, e.g. "http://127.0.0.1:18105".
-func (s *Server) URL() string { return "http://" + s.listener.Addr().String() }
+// URL is the base URL the emulator answers on, e.g. "http://127.0.0.1:18105"
+// ("https://…" when started with StartTLS).
+func (s *Server) URL() string { return s.scheme + "://" + s.listener.Addr().String() }
 
 // Close stops listening and ends every open connection and pending request.
 func (s *Server) Close() error {

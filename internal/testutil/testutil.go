@@ -1,6 +1,7 @@
 // Package testutil holds what the plugin's and the emulators' tests share: a
-// settable clock, a log buffer safe for concurrent writers, a helper that
-// runs an emulator on loopback for the length of a test, and tools that
+// settable clock, a log buffer safe for concurrent writers, helpers that run
+// an emulator on loopback (over HTTP or HTTPS) for the length of a test, a
+// throwaway certificate authority, a counting CONNECT proxy, and tools that
 // make waits and interleavings deterministic (interleave.go).
 package testutil
 

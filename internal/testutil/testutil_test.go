@@ -1,9 +1,11 @@
 package testutil
 
 import (
+	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -104,5 +106,41 @@ func TestJWTClaimsDecodesThePayload(t *testing.T) {
 	claims := JWTClaims(t, "e30."+payload+".c2ln")
 	if claims["sub"] != "acct" || claims["exp"] != float64(4102444800) {
 		t.Fatalf("claims = %v", claims)
+	}
+}
+
+func TestConnectProxyTunnelsOnlyAuthorizedConnects(t *testing.T) {
+	ca := NewCA(t)
+	srv := StartTLSEmulator(t, pingEmulator{}, ca.ServerConfig(t, "127.0.0.1"))
+	proxy := StartConnectProxy(t, "u:p")
+	via := func(proxyURL string) error {
+		u, err := url.Parse(proxyURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			Proxy: http.ProxyURL(u), TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
+		resp, err := client.Get(srv.URL() + "/ping")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	if err := via(proxy.URL()); err == nil {
+		t.Fatal("a CONNECT without credentials went through")
+	}
+	if err := via(strings.Replace(proxy.URL(), "http://", "http://u:p@", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if proxy.Connects() != 1 || proxy.Refused() != 1 {
+		t.Fatalf("connects %d, refused %d; want 1 and 1", proxy.Connects(), proxy.Refused())
+	}
+	resp, err := http.Post(proxy.URL(), "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusProxyAuthRequired || proxy.Refused() != 2 {
+		t.Fatalf("a plain request got %d, refused %d", resp.StatusCode, proxy.Refused())
 	}
 }

@@ -130,7 +130,7 @@ func newStoryden(c *api.Client, emus *emulators, mount string, limiter *deleteLi
 		return nil, err
 	}
 	err = configure(c, mount, map[string]any{
-		"provider": "storyden", "base_url": srv.URL(), "username": sdAdmin, "password": sdPassword,
+		"provider": "storyden", "base_url": srv.URL(), "allow_http": true, "username": sdAdmin, "password": sdPassword,
 	}, map[string]any{})
 	return &target{name: "storyden", path: mount + "/creds/app", servers: []*sandbox.Server{srv}, floor: 1,
 		floorNote: "create the access key", revokes: true}, err
@@ -147,7 +147,7 @@ func newStorx(c *api.Client, emus *emulators, mount string) (*target, error) {
 		return nil, err
 	}
 	err = configure(c, mount, map[string]any{
-		"provider": "storx", "base_url": satSrv.URL(), "auth_url": authSrv.URL(), "email": sxDeveloper,
+		"provider": "storx", "base_url": satSrv.URL(), "auth_url": authSrv.URL(), "allow_http": true, "email": sxDeveloper,
 		"password": sxPassword, "passphrase": sxPassphrase,
 	}, map[string]any{"user_email": sxUser, "buckets": "photos", "permissions": "download,list"})
 	return &target{name: "storx", path: mount + "/creds/app", servers: []*sandbox.Server{satSrv, authSrv}, names: []string{"satellite", "auth"}, floor: 3,
@@ -166,7 +166,7 @@ func newKatapult(c *api.Client, emus *emulators, mount string) (*target, error) 
 		return nil, err
 	}
 	err = configure(c, mount, map[string]any{
-		"provider": "katapult", "base_url": srv.URL() + "/core/v1", "organization": "bench", "api_token": kpToken,
+		"provider": "katapult", "base_url": srv.URL() + "/core/v1", "allow_http": true, "organization": "bench", "api_token": kpToken,
 	}, map[string]any{"all_buckets_read": true})
 	return &target{name: "katapult", path: mount + "/creds/app", servers: []*sandbox.Server{srv}, floor: 2,
 		floorNote: "create the key, generate its S3 credentials (+ provisioning retries: none, delay 0)", revokes: true}, err
@@ -178,7 +178,7 @@ func newDstor(c *api.Client, emus *emulators, mount string) (*target, error) {
 		return nil, err
 	}
 	err = configure(c, mount, map[string]any{
-		"provider": "dstor", "base_url": srv.URL() + "/v1", "api_key": dsAPIKey,
+		"provider": "dstor", "base_url": srv.URL() + "/v1", "allow_http": true, "api_key": dsAPIKey,
 	}, map[string]any{})
 	return &target{name: "dstor", path: mount + "/creds/app", servers: []*sandbox.Server{srv}, floor: 1,
 		floorNote: "mint the token"}, err
@@ -190,7 +190,7 @@ func newStorable(c *api.Client, emus *emulators, mount string) (*target, error) 
 		return nil, err
 	}
 	err = configure(c, mount, map[string]any{
-		"provider": "storable", "base_url": srv.URL(), "client_id": sbClientID,
+		"provider": "storable", "base_url": srv.URL(), "allow_http": true, "client_id": sbClientID,
 		"client_secret": sbClientSecret, "api_key": sbAPIKey,
 	}, map[string]any{})
 	return &target{name: "storable", path: mount + "/creds/app", servers: []*sandbox.Server{srv}, floor: 0,
