@@ -193,3 +193,51 @@ func (e *testEnv) leaseName(resp *logical.Response) string {
 }
 
 func sortStrings(s []string) []string { return slices.Sorted(slices.Values(s)) }
+
+// passInventoryTime moves every recorded lease end and creation time of the
+// connection back by d, as if d had passed before the next tidy.
+func (e *testEnv) passInventoryTime(d time.Duration) {
+	e.t.Helper()
+	ctx := context.Background()
+	entries, err := listInventory(ctx, e.storage, "main")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, entry := range entries {
+		entry.LeaseExpiresAt, entry.CreatedAt = entry.LeaseExpiresAt.Add(-d), entry.CreatedAt.Add(-d)
+		if err := putInventory(ctx, e.storage, "main", entry); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// A renewal Vault grants must be on record, or tidy later takes the renewed
+// credential for one whose lease ended and deletes it.
+func TestTidy_SparesACredentialWhoseRenewalCouldNotBeRecorded(t *testing.T) {
+	env := newTestEnv(t)
+	env.setup(map[string]any{"ttl": "10m", "max_ttl": "24h"})
+	lease := env.issue()
+	issued := time.Now()
+
+	env.storage.FailPut(true)
+	resp, err := env.renew(lease, issued, 5*time.Hour)
+	env.storage.FailPut(false)
+	if err == nil && !resp.IsError() {
+		t.Errorf("a renew whose inventory write failed answered success, so Vault extended the lease while the inventory kept the old end")
+	} else {
+		// The client saw the failure and renews again.
+		if _, err := env.renew(lease, issued, 5*time.Hour); err != nil {
+			t.Fatalf("renew once storage recovered: %v", err)
+		}
+	}
+
+	// Two hours on, the lease (renewed for 5 h) still runs.
+	env.passInventoryTime(2 * time.Hour)
+	report := env.mustOK(logical.UpdateOperation, "tidy/main", map[string]any{"dry_run": false})
+	if deleted := namesOf(report.Data["deleted"]); len(deleted) != 0 {
+		t.Errorf("tidy deleted %v", deleted)
+	}
+	if !env.keyWorks(lease.Data["access_key"].(string)) {
+		t.Fatal("tidy deleted a live, renewed credential")
+	}
+}
