@@ -61,7 +61,8 @@ func listInventory(ctx context.Context, s logical.Storage, connection string) ([
 }
 
 // forgetInventory drops an entry once its object is gone upstream. A
-// failure only leaves a stale entry, which tidy reports as gone upstream.
+// failure only leaves a stale entry, which tidy reports as gone upstream and
+// drops once its lease ended.
 func (b *backend) forgetInventory(ctx context.Context, s logical.Storage, connection, name string) {
 	if name == "" {
 		return
