@@ -195,23 +195,6 @@ func (e *testEnv) leaseName(resp *logical.Response) string {
 
 func sortStrings(s []string) []string { return slices.Sorted(slices.Values(s)) }
 
-// passInventoryTime moves every recorded lease end and creation time of the
-// connection back by d, as if d had passed before the next tidy.
-func (e *testEnv) passInventoryTime(d time.Duration) {
-	e.t.Helper()
-	ctx := context.Background()
-	entries, err := listInventory(ctx, e.storage, "main")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, entry := range entries {
-		entry.LeaseExpiresAt, entry.CreatedAt = entry.LeaseExpiresAt.Add(-d), entry.CreatedAt.Add(-d)
-		if err := putInventory(ctx, e.storage, "main", entry); err != nil {
-			e.t.Fatal(err)
-		}
-	}
-}
-
 // A renewal Vault grants must be on record, or tidy later takes the renewed
 // credential for one whose lease ended and deletes it.
 func TestTidy_SparesACredentialWhoseRenewalCouldNotBeRecorded(t *testing.T) {
@@ -233,7 +216,7 @@ func TestTidy_SparesACredentialWhoseRenewalCouldNotBeRecorded(t *testing.T) {
 	}
 
 	// Two hours on, the lease (renewed for 5 h) still runs.
-	env.passInventoryTime(2 * time.Hour)
+	passInventoryTime(t, env.storage, "main", 2*time.Hour)
 	report := env.mustOK(logical.UpdateOperation, "tidy/main", map[string]any{"dry_run": false})
 	if deleted := namesOf(report.Data["deleted"]); len(deleted) != 0 {
 		t.Errorf("tidy deleted %v", deleted)
