@@ -100,14 +100,37 @@ func (b *backend) planIssue(ctx context.Context, s logical.Storage, roleName str
 	}
 	// Each system-view call is a round trip to Vault: ask once per request.
 	sys := newLeaseLimits(b.System())
-	ttl, warnings, err := framework.CalculateTTL(sys, 0, role.TTL, 0, role.MaxTTL, 0, time.Time{})
+	roleMax := b.roleMaxTTL(role.Provider, role.MaxTTL)
+	ttl, warnings, err := framework.CalculateTTL(sys, 0, role.TTL, 0, roleMax, 0, time.Time{})
 	if err != nil {
 		return nil, "", err
 	}
 	return &issuePlan{
 		roleName: roleName, role: role, connName: role.Connection, conn: conn,
-		ttl: ttl, maxTTL: effectiveMaxTTL(sys, role.MaxTTL), warnings: warnings,
+		ttl: ttl, maxTTL: effectiveMaxTTL(sys, roleMax), warnings: warnings,
 	}, "", nil
+}
+
+// irrevocableMaxTTL bounds the leases of a role without max_ttl whose
+// provider cannot revoke its credentials: with the mount's maximum instead
+// (32 days unless tuned) such a credential would outlive its lease by as much,
+// with nothing able to end it sooner.
+const irrevocableMaxTTL = 24 * time.Hour
+
+// roleMaxTTL is the max TTL a role asks for: its max_ttl, else
+// irrevocableMaxTTL when its provider cannot revoke, else 0 (the mount's).
+func (b *backend) roleMaxTTL(providerName string, maxTTL time.Duration) time.Duration {
+	if maxTTL == 0 && b.cannotRevoke(providerName) {
+		return irrevocableMaxTTL
+	}
+	return maxTTL
+}
+
+// cannotRevoke reports whether the provider's credentials cannot be revoked upstream.
+func (b *backend) cannotRevoke(providerName string) bool {
+	p, _ := b.providers.get(providerName)
+	irrevocable, ok := p.(provider.Irrevocable)
+	return ok && irrevocable.CannotRevoke()
 }
 
 // leaseLimits is a system view that asks Vault for the mount's lease TTLs

@@ -119,6 +119,7 @@ func (b *backend) secretCredentialRenew(ctx context.Context, req *logical.Reques
 	} else if role != nil && role.Connection == lease.Connection {
 		ttl, maxTTL = role.TTL, role.MaxTTL
 	}
+	maxTTL = b.roleMaxTTL(lease.Provider, maxTTL)
 	newTTL, warnings, err := framework.CalculateTTL(b.System(), req.Secret.Increment, ttl, 0, maxTTL, 0, req.Secret.IssueTime)
 	if err != nil {
 		return nil, err
