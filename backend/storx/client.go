@@ -87,6 +87,7 @@ func newConnection(cfg provider.ConnectionConfig, authURL string, csrfToken stri
 		passphrase: cfg.Values.String(fieldPassphrase),
 		csrfToken:  csrfToken,
 		sessions:   sessionCache{logins: provider.SharedCalls{Provider: Name}},
+		projects:   projectCache{lookups: provider.SharedCalls{Provider: Name}},
 	}
 }
 
