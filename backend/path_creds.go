@@ -29,13 +29,17 @@ const (
 func (b *backend) pathCreds() []*framework.Path {
 	return []*framework.Path{{
 		Pattern:      "creds/" + framework.MatchAllRegex(fieldRole),
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "generate", OperationSuffix: "credentials"},
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "generate"},
 		Fields: map[string]*framework.FieldSchema{
 			fieldRole: {Type: framework.TypeString, Required: true, Description: "Name of the role."},
 		},
+		// Each operation gets its own OpenAPI operation id, named as Vault's
+		// AWS engine names its GET and POST on creds/.
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation:   &framework.PathOperation{Callback: b.pathCredsIssue, Summary: "Issue a new leased credential."},
-			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathCredsIssue, Summary: "Issue a new leased credential (for clients that POST)."},
+			logical.ReadOperation: &framework.PathOperation{Callback: b.pathCredsIssue, Summary: "Issue a new leased credential.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: "credentials"}},
+			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathCredsIssue, Summary: "Issue a new leased credential (for clients that POST).",
+				DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: "credentials-with-parameters"}},
 		},
 		HelpSynopsis: "Issue a leased credential for a role.",
 		HelpDescription: `Each read mints a new credential upstream and returns it with a lease.
