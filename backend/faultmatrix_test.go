@@ -1,8 +1,10 @@
 package backend
 
 // The fault matrix of issue "Reliability", item 1: every provider × every
-// upstream fault × issue, revoke and rotate-root, run in process through
-// b.HandleRequest against the real emulators on loopback.
+// upstream fault × issue, revoke, renew and rotate-root, run in process
+// through b.HandleRequest against the real emulators on loopback. One more
+// column fails the engine's own inventory writes instead of an upstream
+// route (issue "Never lose a root…", item 6).
 //
 // Every cell gets its own backend (in-memory storage) and its own emulators,
 // so cells cannot disturb each other and run concurrently. A cell:
@@ -22,9 +24,18 @@ package backend
 //  4. requires that no error text and no log line carries a root credential
 //     (current, staged or rotated) or an issued secret.
 //
-// Rows whose operation makes no upstream call by design (revoke of dstor and
-// storable, rotate-root of storx, dstor and storable) arm the column's fault
-// on every route and require the documented answer and no upstream call.
+// Rows whose operation makes no upstream call by design (renew, revoke of
+// dstor and storable, rotate-root of storx, dstor and storable) arm the
+// column's fault on every route and require the documented answer and no
+// upstream call.
+//
+// The "inventory write fails" column fails every storage write under
+// inventory/ during the operation. What the inventory records must be true:
+// an issue or renew it cannot record fails (a renew granted with the old end
+// on record would let tidy delete the live credential, so the cell renews
+// again once storage recovers, lets 30 minutes pass and requires tidy
+// dry_run=false to leave the credential alive upstream); a revoke succeeds
+// and leaves a stale entry for tidy; rotate-root writes no inventory.
 
 import (
 	"context"
@@ -105,6 +116,8 @@ type fmColumn struct {
 	// transient faults are the point of their column: the operation must
 	// succeed after the provider's retry.
 	transient bool
+	// inventory columns fail the engine's inventory writes, not an upstream route.
+	inventory bool
 }
 
 var fmColumns = []fmColumn{
@@ -115,15 +128,29 @@ var fmColumns = []fmColumn{
 	{name: "429 no RA", fault: sandbox.Fault{Status: http.StatusTooManyRequests}},
 	{name: "drop", fault: sandbox.Fault{Drop: true}},
 	{name: "malformed", fault: sandbox.Fault{Malformed: true}},
+	{name: "inventory write fails", inventory: true},
 }
+
+const (
+	// fmRenewIncrement is what every renew asks for; the lease's max TTL
+	// (fmMaxTTL) leaves room for it.
+	fmRenewIncrement = 50 * time.Minute
+	// fmRenewElapsed passes between a renew and the tidy that follows it: past
+	// the lease's first end (10m), before its renewed one.
+	fmRenewElapsed = 30 * time.Minute
+)
 
 type fmOp int
 
 const (
 	fmIssue fmOp = iota
 	fmRevoke
+	fmRenew
 	fmRotate
 )
+
+// fmRenewRow is every provider's renew, which never calls the upstream.
+var fmRenewRow = fmRow{label: "renew", op: fmRenew, byDesign: "ok, no call"}
 
 // fmRow is one operation of one provider.
 type fmRow struct {
@@ -132,7 +159,8 @@ type fmRow struct {
 	// server, method and path aim the fault; an empty path means the
 	// operation makes no upstream call by design.
 	server, method, path string
-	// opText is what an error of the operation must name.
+	// opText is what an error of the operation must name; for inventory
+	// faults the error must name the inventory instead.
 	opText string
 	// byDesign is the cell value of a row without an upstream call.
 	byDesign string
@@ -164,6 +192,7 @@ func fmProviders() []*fmProvider {
 		rows: []fmRow{
 			{label: "issue", op: fmIssue, server: "main", method: http.MethodPost, path: "/api/auth/access-keys", opText: "create access key"},
 			{label: "revoke", op: fmRevoke, server: "main", method: http.MethodDelete, path: "/api/auth/access-keys/", opText: "revoke access key"},
+			fmRenewRow,
 			{label: "rotate-root", op: fmRotate, server: "main", method: http.MethodPatch, path: "/api/auth/password", opText: "change the password"},
 		},
 		start: func(e *fmEnv) (map[string]any, map[string]any) {
@@ -184,6 +213,7 @@ func fmProviders() []*fmProvider {
 			{label: "issue (satellite)", op: fmIssue, server: "main", method: http.MethodPost, path: "/api/v0/api-keys/create/", opText: "create API key"},
 			{label: "issue (auth service)", op: fmIssue, server: "auth", method: http.MethodPost, path: "/v1/access", opText: "get S3 credentials from the auth service"},
 			{label: "revoke", op: fmRevoke, server: "main", method: http.MethodDelete, path: "/api/v0/api-keys/delete-by-name", opText: "delete API key"},
+			fmRenewRow,
 			{label: "rotate-root", op: fmRotate, byDesign: "400 by design"},
 		},
 		start: func(e *fmEnv) (map[string]any, map[string]any) {
@@ -212,6 +242,7 @@ func fmProviders() []*fmProvider {
 		rows: []fmRow{
 			{label: "issue", op: fmIssue, server: "main", method: http.MethodPost, path: "/core/v1/organizations/organization/object_storage/object_storage_cluster/access_keys", opText: "create access key"},
 			{label: "revoke", op: fmRevoke, server: "main", method: http.MethodDelete, path: "/core/v1/object_storage/access_keys/access_key", opText: "delete access key"},
+			fmRenewRow,
 			{label: "rotate-root", op: fmRotate, server: "main", method: http.MethodPost, path: "/core/v1/api_tokens/api_token/regenerate_secret", opText: "regenerate the secret"},
 		},
 		start: func(e *fmEnv) (map[string]any, map[string]any) {
@@ -243,6 +274,7 @@ func fmProviders() []*fmProvider {
 		rows: []fmRow{
 			{label: "issue", op: fmIssue, server: "main", method: http.MethodGet, path: "/v1/dev/temp-token", opText: "mint access token"},
 			{label: "revoke", op: fmRevoke, byDesign: "n/a"},
+			fmRenewRow,
 			{label: "rotate-root", op: fmRotate, byDesign: "400 by design"},
 		},
 		start: func(e *fmEnv) (map[string]any, map[string]any) {
@@ -263,6 +295,7 @@ func fmProviders() []*fmProvider {
 		rows: []fmRow{
 			{label: "issue", op: fmIssue, server: "main", method: http.MethodPost, path: "/auth/token", opText: "request an access token"},
 			{label: "revoke", op: fmRevoke, byDesign: "n/a"},
+			fmRenewRow,
 			{label: "rotate-root", op: fmRotate, byDesign: "400 by design"},
 		},
 		start: func(e *fmEnv) (map[string]any, map[string]any) {
@@ -331,7 +364,7 @@ type fmEnv struct {
 	p       *fmProvider
 	col     fmColumn
 	b       *backend
-	storage *logical.InmemStorage
+	storage *inventoryFaultStorage
 	logs    *testutil.LogBuffer
 	servers map[string]*sandbox.Server
 	// secrets are checked against every error text and log line.
@@ -364,7 +397,7 @@ func startFMEnv(t *testing.T, p *fmProvider, col fmColumn, tlsConfig *tls.Config
 	config, role = p.start(e)
 
 	conf := logical.TestBackendConfig()
-	e.storage = &logical.InmemStorage{}
+	e.storage = &inventoryFaultStorage{Storage: &logical.InmemStorage{}}
 	conf.StorageView = e.storage
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: e.logs})
 	conf.EventsSender = &eventRecorder{}
@@ -490,6 +523,32 @@ func (e *fmEnv) mustRevoke(lease *logical.Response) {
 	if msg := e.revoke(lease); msg != "" {
 		e.t.Fatalf("revoke: %s", msg)
 	}
+}
+
+// renew renews a lease by fmRenewIncrement as Vault's expiration manager
+// does; it returns the error text when that failed.
+func (e *fmEnv) renew(lease *logical.Response) string {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), fmRequestTimeout)
+	defer cancel()
+	secret := roundTrip(e.t, lease.Secret)
+	secret.IssueTime, secret.Increment = time.Now(), fmRenewIncrement
+	return e.failure(e.b.HandleRequest(ctx, &logical.Request{
+		Operation: logical.RenewOperation, Storage: e.storage, Secret: secret, Data: lease.Data,
+	}))
+}
+
+// leaseLives reports whether every emulator still holds a live object the
+// lease accounts for.
+func (e *fmEnv) leaseLives(lease *logical.Response) bool {
+	for server, srv := range e.servers {
+		if !slices.ContainsFunc(srv.Objects(), func(o sandbox.Object) bool {
+			return o.Live && o.Kind != "bucket" && e.p.accounts(e.t, server, o, lease.Data)
+		}) {
+			return false
+		}
+	}
+	return true
 }
 
 // setClientTimeout gives the backend a new HTTP client and reopens the
@@ -668,9 +727,12 @@ func fmRunCell(t *testing.T, p *fmProvider, row fmRow, col fmColumn, m *fmMatrix
 	// Warm-up: sessions, project and user exist, so the fault meets its route.
 	e.mustRevoke(e.mustIssue())
 
-	if row.path == "" {
+	switch {
+	case col.inventory:
+		*outcome = e.runInventoryFault(row)
+	case row.path == "":
 		*outcome = e.runByDesign(row)
-	} else {
+	default:
 		*outcome = e.runUnderFault(row, m)
 	}
 
@@ -825,12 +887,92 @@ func (e *fmEnv) recoverLostKatapultRoot() {
 	e.must(logical.UpdateOperation, "config/"+fmConn, map[string]any{"api_token": out.Token.Secret})
 }
 
+// runInventoryFault runs the row's operation while every inventory write
+// fails.
+func (e *fmEnv) runInventoryFault(row fmRow) string {
+	t := e.t
+	// Only providers whose issues leave an object upstream keep an inventory.
+	records := e.b.mayLeaveObjects(e.p.name)
+	var lease *logical.Response
+	if row.op == fmRevoke || row.op == fmRenew {
+		lease = e.mustIssue()
+	}
+	e.storage.fail(true)
+	before := e.storage.hits.Load()
+	var msg string
+	switch row.op {
+	case fmIssue:
+		_, msg = e.issue()
+	case fmRevoke:
+		msg = e.revoke(lease)
+	case fmRenew:
+		msg = e.renew(lease)
+	case fmRotate:
+		msg = e.failure(e.request(logical.UpdateOperation, "rotate-root/"+fmConn, nil))
+		e.noteRootSecrets()
+	}
+	hits := e.storage.fail(false) - before
+	t.Logf("%d inventory writes failed; %s", hits, msg)
+
+	switch {
+	case row.op == fmRotate:
+		if hits != 0 {
+			t.Errorf("rotate-root wrote to the inventory (%d writes)", hits)
+		}
+		if row.byDesign != "" {
+			if !strings.Contains(msg, "cannot rotate") {
+				t.Errorf("rotate-root answered %q, want the provider's 'cannot rotate'", msg)
+			}
+			return row.byDesign
+		}
+		if msg != "" {
+			t.Errorf("rotate-root failed although it needs no inventory write: %s", msg)
+		}
+		return "ok, no write"
+	case !records:
+		// dStor and Storable create nothing deletable and record nothing
+		// (revoke still tries to drop an entry, and may fail to: harmless).
+		if msg != "" {
+			t.Errorf("the operation failed although the provider records nothing in the inventory: %s", msg)
+		}
+		return "ok, no entry"
+	case hits == 0:
+		t.Errorf("the operation wrote nothing to the inventory")
+	}
+	switch row.op {
+	case fmRevoke:
+		// The credential is gone upstream; the stale entry is tidy's to drop.
+		if msg != "" {
+			t.Errorf("revoke failed over its inventory entry, which only records what it deleted: %s", msg)
+		}
+		return "ok, entry stale"
+	case fmIssue:
+		if msg == "" || !strings.Contains(msg, "inventory") {
+			t.Errorf("an issue the inventory could not record must fail and say so; got %q", msg)
+		}
+		return "error"
+	}
+	// Renew: refused until recorded, so tidy never takes the renewed lease
+	// for one that ended.
+	if msg == "" || !strings.Contains(msg, "inventory") {
+		t.Errorf("a renew the inventory could not record must fail and say so, or Vault extends the lease while the inventory keeps its old end; got %q", msg)
+	} else if retry := e.renew(lease); retry != "" {
+		t.Errorf("renew retried once storage recovered failed: %s", retry)
+	}
+	passInventoryTime(t, e.storage, fmConn, fmRenewElapsed)
+	e.must(logical.UpdateOperation, "tidy/"+fmConn, map[string]any{"dry_run": false, "safety_buffer": 0})
+	if !e.leaseLives(lease) {
+		t.Errorf("tidy deleted the credential of a live, renewed lease")
+	}
+	return "error, tidy spares"
+}
+
 // runByDesign runs an operation that makes no upstream call, with the fault
 // armed on every route.
 func (e *fmEnv) runByDesign(row fmRow) string {
 	t := e.t
 	var lease *logical.Response
-	if row.op == fmRevoke {
+	if row.op == fmRevoke || row.op == fmRenew {
 		lease = e.mustIssue()
 	}
 	e.armEverywhere()
@@ -838,6 +980,10 @@ func (e *fmEnv) runByDesign(row fmRow) string {
 	case fmRevoke:
 		if msg := e.revoke(lease); msg != "" {
 			t.Errorf("revoke of a provider without an upstream revocation failed: %s", msg)
+		}
+	case fmRenew:
+		if msg := e.renew(lease); msg != "" {
+			t.Errorf("renew failed although it needs nothing from the upstream: %s", msg)
 		}
 	case fmRotate:
 		req := &logical.Request{Operation: logical.UpdateOperation, Path: "rotate-root/" + fmConn}
@@ -931,7 +1077,8 @@ func (m *fmMatrix) String() string {
 		}
 	}
 	fmt.Fprintf(&b, "latency: %d ms against a %s client timeout; 429 RA=1: one 429 with Retry-After: 1, then the route answers again; "+
-		"every other fault lasts until cleared. FAIL: an assertion of the cell failed.\n", fmLatencyMS, fmClientTimeout)
+		"every other fault lasts until cleared; inventory write fails: every storage write under inventory/ fails during the operation. "+
+		"FAIL: an assertion of the cell failed.\n", fmLatencyMS, fmClientTimeout)
 	for _, n := range m.notes {
 		b.WriteString("* " + n + "\n")
 	}

@@ -2,9 +2,11 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -358,4 +360,64 @@ func (e *testEnv) rotatedPasswords() []string {
 		}
 	}
 	return out
+}
+
+// errInjectedStorage is the failure inventoryFaultStorage injects.
+var errInjectedStorage = errors.New("injected storage failure")
+
+// inventoryFaultStorage fails every write (put or delete) under inventory/
+// while armed, and lets everything else through: the inventory write alone
+// fails, as a storage backend that refuses a write now and then does.
+type inventoryFaultStorage struct {
+	logical.Storage
+	armed atomic.Bool
+	// hits counts the writes it failed.
+	hits atomic.Int64
+}
+
+// fail arms or disarms the fault and returns the writes failed so far.
+func (s *inventoryFaultStorage) fail(on bool) int64 {
+	s.armed.Store(on)
+	return s.hits.Load()
+}
+
+func (s *inventoryFaultStorage) faulted(key string) bool {
+	if s.armed.Load() && strings.HasPrefix(key, inventoryStoragePrefix) {
+		s.hits.Add(1)
+		return true
+	}
+	return false
+}
+
+// Put implements logical.Storage.
+func (s *inventoryFaultStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if s.faulted(e.Key) {
+		return errInjectedStorage
+	}
+	return s.Storage.Put(ctx, e)
+}
+
+// Delete implements logical.Storage.
+func (s *inventoryFaultStorage) Delete(ctx context.Context, key string) error {
+	if s.faulted(key) {
+		return errInjectedStorage
+	}
+	return s.Storage.Delete(ctx, key)
+}
+
+// passInventoryTime moves every recorded lease end and creation time of a
+// connection's inventory back by d, as if d had passed before the next tidy.
+func passInventoryTime(t *testing.T, s logical.Storage, connection string, d time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	entries, err := listInventory(ctx, s, connection)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, entry := range entries {
+		entry.LeaseExpiresAt, entry.CreatedAt = entry.LeaseExpiresAt.Add(-d), entry.CreatedAt.Add(-d)
+		if err := putInventory(ctx, s, connection, entry); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

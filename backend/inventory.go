@@ -62,7 +62,8 @@ func listInventory(ctx context.Context, s logical.Storage, connection string) ([
 }
 
 // forgetInventory drops an entry once its object is gone upstream. A
-// failure only leaves a stale entry, which tidy reports as gone upstream.
+// failure only leaves a stale entry, which tidy reports as gone upstream and
+// drops once its lease ended.
 func (b *backend) forgetInventory(ctx context.Context, s logical.Storage, connection, name string) {
 	if name == "" {
 		return
@@ -72,16 +73,17 @@ func (b *backend) forgetInventory(ctx context.Context, s logical.Storage, connec
 	}
 }
 
-// renewInventory records a lease's new end.
-func (b *backend) renewInventory(ctx context.Context, s logical.Storage, connection, name string, ttl time.Duration) {
+// renewInventory records a lease's new end. Its error must fail the renew:
+// a lease Vault extends while the inventory keeps the old end is one tidy
+// later takes for ended, and it would delete the live credential.
+func renewInventory(ctx context.Context, s logical.Storage, connection, name string, ttl time.Duration) error {
 	e, err := getInventory(ctx, s, connection, name)
-	if err == nil && e != nil {
-		e.LeaseExpiresAt = time.Now().Add(ttl).UTC()
-		err = putInventory(ctx, s, connection, e)
+	if err != nil || e == nil {
+		// No entry: the provider records nothing, or revoke already dropped it.
+		return err
 	}
-	if err != nil {
-		b.Logger().Warn("could not record a renewal in the inventory", "connection", connection, "object", name, "error", err)
-	}
+	e.LeaseExpiresAt = time.Now().Add(ttl).UTC()
+	return putInventory(ctx, s, connection, e)
 }
 
 func (e *inventoryEntry) view() map[string]any {

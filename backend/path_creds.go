@@ -30,13 +30,17 @@ const (
 func (b *backend) pathCreds() []*framework.Path {
 	return []*framework.Path{{
 		Pattern:      "creds/" + framework.MatchAllRegex(fieldRole),
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "generate", OperationSuffix: "credentials"},
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "generate"},
 		Fields: map[string]*framework.FieldSchema{
 			fieldRole: {Type: framework.TypeString, Required: true, Description: "Name of the role."},
 		},
+		// Each operation gets its own OpenAPI operation id, named as Vault's
+		// AWS engine names its GET and POST on creds/.
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation:   &framework.PathOperation{Callback: b.pathCredsIssue, Summary: "Issue a new leased credential."},
-			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathCredsIssue, Summary: "Issue a new leased credential (for clients that POST)."},
+			logical.ReadOperation: &framework.PathOperation{Callback: b.pathCredsIssue, Summary: "Issue a new leased credential.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: "credentials"}},
+			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathCredsIssue, Summary: "Issue a new leased credential (for clients that POST).",
+				DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: "credentials-with-parameters"}},
 		},
 		HelpSynopsis: "Issue a leased credential for a role.",
 		HelpDescription: `Each read mints a new credential upstream and returns it with a lease.
@@ -101,14 +105,37 @@ func (b *backend) planIssue(ctx context.Context, s logical.Storage, roleName str
 	}
 	// Each system-view call is a round trip to Vault: ask once per request.
 	sys := newLeaseLimits(b.System())
-	ttl, warnings, err := framework.CalculateTTL(sys, 0, role.TTL, 0, role.MaxTTL, 0, time.Time{})
+	roleMax := b.roleMaxTTL(role.Provider, role.MaxTTL)
+	ttl, warnings, err := framework.CalculateTTL(sys, 0, role.TTL, 0, roleMax, 0, time.Time{})
 	if err != nil {
 		return nil, "", err
 	}
 	return &issuePlan{
 		roleName: roleName, role: role, connName: role.Connection, conn: conn,
-		ttl: ttl, maxTTL: effectiveMaxTTL(sys, role.MaxTTL), warnings: warnings,
+		ttl: ttl, maxTTL: effectiveMaxTTL(sys, roleMax), warnings: warnings,
 	}, "", nil
+}
+
+// irrevocableMaxTTL bounds the leases of a role without max_ttl whose
+// provider cannot revoke its credentials: with the mount's maximum instead
+// (32 days unless tuned) such a credential would outlive its lease by as much,
+// with nothing able to end it sooner.
+const irrevocableMaxTTL = 24 * time.Hour
+
+// roleMaxTTL is the max TTL a role asks for: its max_ttl, else
+// irrevocableMaxTTL when its provider cannot revoke, else 0 (the mount's).
+func (b *backend) roleMaxTTL(providerName string, maxTTL time.Duration) time.Duration {
+	if maxTTL == 0 && b.cannotRevoke(providerName) {
+		return irrevocableMaxTTL
+	}
+	return maxTTL
+}
+
+// cannotRevoke reports whether the provider's credentials cannot be revoked upstream.
+func (b *backend) cannotRevoke(providerName string) bool {
+	p, _ := b.providers.get(providerName)
+	irrevocable, ok := p.(provider.Irrevocable)
+	return ok && irrevocable.CannotRevoke()
 }
 
 // leaseLimits is a system view that asks Vault for the mount's lease TTLs

@@ -48,7 +48,8 @@ func (b *backend) pathRoles() []*framework.Path {
 	fields[fieldTTL] = &framework.FieldSchema{Type: framework.TypeDurationSecond,
 		Description: "Default lease TTL. 0 uses the mount's, then the system's default."}
 	fields[fieldMaxTTL] = &framework.FieldSchema{Type: framework.TypeDurationSecond,
-		Description: "Maximum lease TTL; also the upstream expiry where the provider supports one. 0 uses the mount's, then the system's maximum."}
+		Description: "Maximum lease TTL; also the upstream expiry where the provider supports one. 0 uses the mount's, then the system's maximum, " +
+			"but at most 24h for providers whose credentials cannot be revoked (dstor, storable)."}
 
 	return []*framework.Path{
 		listPath(roleStoragePrefix, "roles", "role"),
@@ -66,7 +67,13 @@ func (b *backend) pathRoles() []*framework.Path {
 			HelpSynopsis: "A role: which connection issues credentials, their TTLs, and the provider's role fields.",
 			HelpDescription: `A role names a connection, the lease ttl and max_ttl, and the fields of
 that connection's provider. Deleting a role does not revoke its leases, and
-they stay revocable: everything revoke needs is kept in each lease.`,
+they stay revocable: everything revoke needs is kept in each lease.
+
+dstor and storable credentials cannot be revoked upstream: they live until
+their own expiry. A role of theirs without max_ttl is warned at write and
+its leases are capped at 24h (or the mount's maximum lease TTL if lower); a
+dStor token is minted to expire there too, while a Storable token keeps the
+lifetime Storable gives it (90 minutes), which its lease never outlives.`,
 		},
 	}
 }
@@ -191,10 +198,16 @@ func (b *backend) storeRole(ctx context.Context, req *logical.Request, name stri
 	if err := writeStored(ctx, req.Storage, roleStoragePrefix+name, fmt.Sprintf("role %q", name), role); err != nil {
 		return nil, err
 	}
-	var resp *logical.Response
+	var warnings []string
 	if sysMax := b.System().MaxLeaseTTL(); role.MaxTTL > sysMax {
-		resp = &logical.Response{}
-		resp.AddWarning(fmt.Sprintf("max_ttl (%s) is above the mount's maximum lease TTL (%s); leases will be capped at %s", role.MaxTTL, sysMax, sysMax))
+		warnings = append(warnings, fmt.Sprintf("max_ttl (%s) is above the mount's maximum lease TTL (%s); leases will be capped at %s", role.MaxTTL, sysMax, sysMax))
 	}
-	return resp, nil
+	if role.MaxTTL == 0 && b.cannotRevoke(role.Provider) {
+		warnings = append(warnings, fmt.Sprintf("provider %s cannot revoke its credentials upstream and the role sets no max_ttl, so its leases are capped at %s "+
+			"(or the mount's maximum lease TTL if lower); set max_ttl to choose the bound", role.Provider, irrevocableMaxTTL))
+	}
+	if len(warnings) == 0 {
+		return nil, nil
+	}
+	return &logical.Response{Warnings: warnings}, nil
 }

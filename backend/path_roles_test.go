@@ -2,9 +2,16 @@ package backend
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	dstoremu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/dstor"
+	storableemu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storable"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
 func TestRoles_WriteReadList(t *testing.T) {
@@ -86,4 +93,90 @@ func TestRoles_AllowedRolesCheckedAgainAtIssue(t *testing.T) {
 func TestCreds_UnknownRoleIs400(t *testing.T) {
 	env := newTestEnv(t)
 	env.mustBadRequest(logical.ReadOperation, "creds/ghost", nil, `role "ghost" does not exist`)
+}
+
+// A provider whose credentials cannot be revoked never issues past a bound
+// the operator set deliberately: a role without max_ttl is warned at write
+// and capped at 24 h (or the mount's maximum if lower) at issue and renew.
+func TestRoles_IrrevocableCredentialsAreCappedWithoutMaxTTL(t *testing.T) {
+	const dstorKey = "rolesDstorKey0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNO"
+	const clientID, clientSecret, apiKey = "roles-client", "roles-storable-client-secret", "rolesStorableApiKey0123456789abcdefghijk"
+	cases := []struct {
+		name     string
+		provider string
+		maxTTL   string
+		mountMax time.Duration
+		// wantMax is the lease's max TTL; 0 for a Storable lease, which ends
+		// with the shared token.
+		wantMax  time.Duration
+		wantWarn bool
+	}{
+		{"dstor without max_ttl", "dstor", "", 768 * time.Hour, 24 * time.Hour, true},
+		{"dstor without max_ttl, mount lower", "dstor", "", 2 * time.Hour, 2 * time.Hour, true},
+		{"dstor with a deliberate max_ttl", "dstor", "72h", 768 * time.Hour, 72 * time.Hour, false},
+		{"storable without max_ttl", "storable", "", 768 * time.Hour, 0, true},
+		{"storyden (revocable) without max_ttl", "storyden", "", 768 * time.Hour, 768 * time.Hour, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			env.b.System().(*testSystemView).MaxLeaseTTLVal = tc.mountMax
+			config := env.storydenConfig(nil)
+			switch tc.provider {
+			case "dstor":
+				srv := testutil.StartEmulator(t, dstoremu.New(dstoremu.Options{APIKeys: []dstoremu.APIKey{{Key: dstorKey}}}))
+				config = map[string]any{"provider": "dstor", "base_url": srv.URL() + "/v1", "allow_http": true, "api_key": dstorKey}
+			case "storable":
+				srv := testutil.StartEmulator(t, storableemu.New(storableemu.Options{
+					Clients: []storableemu.Client{{ID: clientID, Secret: clientSecret, APIKey: apiKey}},
+				}))
+				config = map[string]any{"provider": "storable", "base_url": srv.URL(), "allow_http": true, "client_id": clientID, "client_secret": clientSecret, "api_key": apiKey}
+			}
+			env.mustOK(logical.CreateOperation, "config/main", config)
+			role := map[string]any{"connection": "main", "ttl": "1h"}
+			if tc.maxTTL != "" {
+				role["max_ttl"] = tc.maxTTL
+			}
+			written := env.mustOK(logical.CreateOperation, "roles/app", role)
+			warned := written != nil && slices.ContainsFunc(written.Warnings, func(w string) bool {
+				return strings.Contains(w, "cannot revoke") && strings.Contains(w, "24h")
+			})
+			if warned != tc.wantWarn {
+				t.Errorf("role write warned %v, want %v: %v", warned, tc.wantWarn, written)
+			}
+
+			issued := time.Now()
+			lease := env.issue()
+			if tc.wantMax == 0 {
+				tc.wantMax = time.Until(leaseExpiry(t, lease)).Truncate(time.Second)
+				if tc.wantMax > 24*time.Hour || tc.wantMax <= 0 {
+					t.Fatalf("the Storable lease ends in %s", tc.wantMax)
+				}
+			}
+			if got := lease.Secret.MaxTTL; got > tc.wantMax || got < tc.wantMax-2*time.Second {
+				t.Errorf("lease max TTL %s, want %s", got, tc.wantMax)
+			}
+			if end := leaseExpiry(t, lease); tc.provider == "dstor" && end.After(issued.Add(tc.wantMax).Add(time.Second)) {
+				t.Errorf("the dStor token lives until %s, past the lease's bound %s", end, tc.wantMax)
+			}
+			renewed, err := env.renew(lease, issued, 1000*time.Hour)
+			if err != nil || renewed.IsError() {
+				t.Fatalf("renew: %v %v", err, respError(renewed))
+			}
+			if got := renewed.Secret.TTL; got > tc.wantMax {
+				t.Errorf("renewed for %s, past the bound %s", got, tc.wantMax)
+			}
+		})
+	}
+}
+
+// leaseExpiry is the credential's upstream end recorded in the lease, or
+// the zero time when it has none.
+func leaseExpiry(t *testing.T, lease *logical.Response) time.Time {
+	t.Helper()
+	l, err := leaseInternalFrom(roundTrip(t, lease.Secret).InternalData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.ExpiresAt
 }

@@ -41,7 +41,7 @@ storable) record nothing.`,
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "tidy", OperationSuffix: "connection"},
 			Fields: map[string]*framework.FieldSchema{
 				fieldConnection:   {Type: framework.TypeString, Required: true, Description: "Name of the connection."},
-				fieldDryRun:       {Type: framework.TypeBool, Default: true, Description: "Only report; set false to delete what is expired or unknown upstream."},
+				fieldDryRun:       {Type: framework.TypeBool, Default: true, Description: "Only report; set false to delete what is expired or unknown upstream, and drop the inventory entries of objects gone upstream."},
 				fieldSafetyBuffer: {Type: framework.TypeDurationSecond, Default: 3600, Description: "Leave alone anything whose lease ended, or that was created, less than this long ago."},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
@@ -56,8 +56,9 @@ copy), gone (in the inventory but no longer upstream: deleted by hand) and
 foreign (named like the plugin's objects but with another connection's tag:
 another mount sharing the upstream account; never deleted). With
 dry_run=false it deletes the expired and unknown ones older than
-safety_buffer, and says what it deleted. Objects still being issued are
-never touched.`,
+safety_buffer, drops the gone ones whose lease ended more than
+safety_buffer ago from the inventory, and says what it deleted (deleted)
+and dropped (pruned). Objects still being issued are never touched.`,
 		},
 	}
 }
@@ -90,7 +91,9 @@ type tidyReport struct {
 	GoneUpstream    []map[string]any
 	ForeignUpstream []map[string]any
 	Deleted         []map[string]any
-	Failed          []map[string]any
+	// Pruned are the gone_upstream entries dropped from the inventory.
+	Pruned []map[string]any
+	Failed []map[string]any
 }
 
 func (b *backend) pathTidyWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -126,6 +129,7 @@ func (b *backend) pathTidyWrite(ctx context.Context, req *logical.Request, d *fr
 		"gone_upstream":    report.GoneUpstream,
 		"foreign_upstream": report.ForeignUpstream,
 		"deleted":          report.Deleted,
+		"pruned":           report.Pruned,
 		"failed":           report.Failed,
 	}}, nil
 }
@@ -162,11 +166,19 @@ func (b *backend) tidy(ctx context.Context, s logical.Storage, name string, entr
 		seen[obj.Name] = true
 	}
 	var doomed []leftover
+	var stale []*inventoryEntry
 	for _, e := range known {
+		ended := e.LeaseExpiresAt.Add(buffer).Before(now)
 		switch {
 		case !seen[e.Name]:
 			report.GoneUpstream = append(report.GoneUpstream, e.view())
-		case e.LeaseExpiresAt.Add(buffer).Before(now):
+			// Only once the lease ended: a listing can miss a live object
+			// (pages shifted by a concurrent delete), and without its entry
+			// the next tidy would take it for unknown and delete it.
+			if ended {
+				stale = append(stale, e)
+			}
+		case ended:
 			report.ExpiredPresent = append(report.ExpiredPresent, e.view())
 			doomed = append(doomed, leftover{name: e.Name, ref: e.Ref, view: e.view()})
 		default:
@@ -195,8 +207,20 @@ func (b *backend) tidy(ctx context.Context, s logical.Storage, name string, entr
 	}
 	if !dryRun {
 		b.deleteLeftovers(ctx, s, name, conn, doomed, report)
+		pruneInventory(ctx, s, name, stale, report)
 	}
 	return report, nil
+}
+
+// pruneInventory drops the entries of objects gone upstream.
+func pruneInventory(ctx context.Context, s logical.Storage, connection string, stale []*inventoryEntry, report *tidyReport) {
+	for _, e := range stale {
+		if err := s.Delete(ctx, inventoryKey(connection, e.Name)); err != nil {
+			report.Failed = append(report.Failed, map[string]any{"name": e.Name, "error": err.Error()})
+			continue
+		}
+		report.Pruned = append(report.Pruned, e.view())
+	}
 }
 
 // leftover is an upstream object tidy may delete.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
 	storydenemu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storyden"
 )
 
@@ -197,3 +198,97 @@ func (e *testEnv) leaseName(resp *logical.Response) string {
 }
 
 func sortStrings(s []string) []string { return slices.Sorted(slices.Values(s)) }
+
+// A renewal Vault grants must be on record, or tidy later takes the renewed
+// credential for one whose lease ended and deletes it.
+func TestTidy_SparesACredentialWhoseRenewalCouldNotBeRecorded(t *testing.T) {
+	env := newTestEnv(t)
+	env.setup(map[string]any{"ttl": "10m", "max_ttl": "24h"})
+	lease := env.issue()
+	issued := time.Now()
+
+	env.storage.FailPut(true)
+	resp, err := env.renew(lease, issued, 5*time.Hour)
+	env.storage.FailPut(false)
+	if err == nil && !resp.IsError() {
+		t.Errorf("a renew whose inventory write failed answered success, so Vault extended the lease while the inventory kept the old end")
+	} else {
+		// The client saw the failure and renews again.
+		if _, err := env.renew(lease, issued, 5*time.Hour); err != nil {
+			t.Fatalf("renew once storage recovered: %v", err)
+		}
+	}
+
+	// Two hours on, the lease (renewed for 5 h) still runs.
+	passInventoryTime(t, env.storage, "main", 2*time.Hour)
+	report := env.mustOK(logical.UpdateOperation, "tidy/main", map[string]any{"dry_run": false})
+	if deleted := namesOf(report.Data["deleted"]); len(deleted) != 0 {
+		t.Errorf("tidy deleted %v", deleted)
+	}
+	if !env.keyWorks(lease.Data["access_key"].(string)) {
+		t.Fatal("tidy deleted a live, renewed credential")
+	}
+}
+
+// A gone_upstream entry is dropped once its lease ended more than
+// safety_buffer ago; until then its revoke (which finds nothing to delete)
+// is what drops it.
+func TestTidy_PrunesEntriesGoneUpstreamOnceTheirLeaseEnded(t *testing.T) {
+	env := newTestEnv(t)
+	env.setup(nil)
+	ended, running := env.issue(), env.issue()
+	for _, lease := range []*logical.Response{ended, running} {
+		adminDelete(t, env, lease.Data["access_key_id"].(string))
+	}
+	ctx := context.Background()
+	e, _ := getInventory(ctx, env.storage, "main", env.leaseName(ended))
+	e.LeaseExpiresAt = time.Now().Add(-2 * time.Hour)
+	if err := putInventory(ctx, env.storage, "main", e); err != nil {
+		t.Fatal(err)
+	}
+
+	report := env.mustOK(logical.UpdateOperation, "tidy/main", nil)
+	if got := namesOf(report.Data["gone_upstream"]); len(got) != 2 || len(env.inventoryNames()) != 2 {
+		t.Fatalf("dry run: gone_upstream %v, inventory %v", got, env.inventoryNames())
+	}
+	report = env.mustOK(logical.UpdateOperation, "tidy/main", map[string]any{"dry_run": false})
+	if got := namesOf(report.Data["pruned"]); len(got) != 1 || got[0] != env.leaseName(ended) {
+		t.Errorf("pruned = %v, want the entry whose lease ended", got)
+	}
+	if got := env.inventoryNames(); len(got) != 1 || got[0] != env.leaseName(running) {
+		t.Errorf("inventory after tidy: %v, want only the entry whose lease still runs", got)
+	}
+}
+
+// listingMisses lists the upstream but leaves out one object, as a paged
+// listing does when a concurrent delete shifts the pages.
+type listingMisses struct {
+	provider.Lister
+	name string
+}
+
+func (l listingMisses) ListObjects(ctx context.Context, roles []provider.Values) ([]provider.UpstreamObject, error) {
+	objects, err := l.Lister.ListObjects(ctx, roles)
+	return slices.DeleteFunc(objects, func(o provider.UpstreamObject) bool { return o.Name == l.name }), err
+}
+
+// An object one listing missed is not dropped from the inventory while its
+// lease runs: the next tidy would find it upstream, unknown, and delete it.
+func TestTidy_KeepsTheEntryOfALiveCredentialOneListingMissed(t *testing.T) {
+	env := newTestEnv(t)
+	env.setup(nil)
+	lease := env.issue()
+	ctx := context.Background()
+	conn, entry, err := env.b.liveConnection(ctx, env.storage, "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := listingMisses{Lister: conn.(provider.Lister), name: env.leaseName(lease)}
+	if _, err := env.b.tidy(ctx, env.storage, "main", entry, missing, conn, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	env.mustOK(logical.UpdateOperation, "tidy/main", map[string]any{"dry_run": false, "safety_buffer": 0})
+	if !env.keyWorks(lease.Data["access_key"].(string)) {
+		t.Fatal("tidy deleted a live credential that one listing had missed")
+	}
+}

@@ -97,7 +97,7 @@ func redirectCalls(p *fmProvider) []redirectCall {
 		if row.path == "" {
 			continue // no upstream call by design
 		}
-		calls = append(calls, redirectCall{label: row.label, op: [...]string{"issue", "revoke", "rotate"}[row.op], row: row})
+		calls = append(calls, redirectCall{label: row.label, op: map[fmOp]string{fmIssue: "issue", fmRevoke: "revoke", fmRotate: "rotate"}[row.op], row: row})
 	}
 	return calls
 }

@@ -111,7 +111,8 @@ func (b *backend) secretCredential() *framework.Secret {
 }
 
 // secretCredentialRenew extends the lease in Vault only (no provider has an
-// upstream renew) and never past the credential's upstream expiry.
+// upstream renew) and never past the credential's upstream expiry. A renewal
+// is granted only once the inventory holds the new end.
 func (b *backend) secretCredentialRenew(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	lease, err := leaseInternalFrom(req.Secret.InternalData)
 	if err != nil {
@@ -123,6 +124,7 @@ func (b *backend) secretCredentialRenew(ctx context.Context, req *logical.Reques
 	} else if role != nil && role.Connection == lease.Connection {
 		ttl, maxTTL = role.TTL, role.MaxTTL
 	}
+	maxTTL = b.roleMaxTTL(lease.Provider, maxTTL)
 	newTTL, warnings, err := framework.CalculateTTL(b.System(), req.Secret.Increment, ttl, 0, maxTTL, 0, req.Secret.IssueTime)
 	if err != nil {
 		return nil, err
@@ -140,7 +142,10 @@ func (b *backend) secretCredentialRenew(ctx context.Context, req *logical.Reques
 	}
 	resp.Secret.TTL = newTTL
 	resp.Secret.MaxTTL = effectiveMaxTTL(b.System(), maxTTL)
-	b.renewInventory(ctx, req.Storage, lease.Connection, lease.Name, newTTL)
+	if err := renewInventory(ctx, req.Storage, lease.Connection, lease.Name, newTTL); err != nil {
+		b.leaseLogger(req, lease).Warn("could not record a renewal in the inventory; the renew failed and the client may retry", "error", err)
+		return nil, fmt.Errorf("the lease was not renewed: its new end could not be recorded in the inventory (retry the renew): %w", err)
+	}
 	for _, w := range warnings {
 		resp.AddWarning(w)
 	}

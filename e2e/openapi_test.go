@@ -10,7 +10,9 @@ import (
 // TestOpenAPI_EveryPathAndFieldIsDocumented reads Vault's own OpenAPI
 // document for a mount of the plugin and fails on any path, operation,
 // parameter or body field without a description, any operation outside the
-// apikeys prefix, and any secret field not marked sensitive.
+// apikeys prefix, any secret field not marked sensitive, and any operation id
+// the mount's operations share with each other or with the rest of the
+// document.
 func TestOpenAPI_EveryPathAndFieldIsDocumented(t *testing.T) {
 	mount := newMount(t, "openapi")
 	resp, err := vault.client.Logical().Read("sys/internal/specs/openapi")
@@ -28,6 +30,7 @@ func TestOpenAPI_EveryPathAndFieldIsDocumented(t *testing.T) {
 		problems = append(problems, checkPathItem(path, raw.(map[string]any))...)
 	}
 	problems = append(problems, checkRequestSchemas(schemas)...)
+	problems = append(problems, checkUniqueOperationIDs(paths, mount)...)
 	sort.Strings(seen)
 	want := []string{"/config/", "/config/{name}", "/creds/{role}", "/inventory/{connection}", "/inventory/{connection}/",
 		"/roles/", "/roles/{name}", "/rotate-role/{name}", "/rotate-root/{name}", "/static-creds/{name}",
@@ -91,6 +94,36 @@ func checkRequestSchemas(schemas map[string]any) []string {
 	}
 	if found == 0 {
 		problems = append(problems, "no Apikeys request schemas in the OpenAPI document")
+	}
+	return problems
+}
+
+// checkUniqueOperationIDs requires each operation id of the mount to name
+// one operation in the whole document: no other operation of the mount, of
+// Vault or of another engine shares it. Other mounts of the plugin (other
+// tests') repeat the mount's ids by nature, as two mounts of any engine do,
+// so they are left out; ids Vault's own paths share among themselves (it has
+// a few) are not the plugin's to fix.
+func checkUniqueOperationIDs(paths map[string]any, mount string) []string {
+	owners := map[string][]string{}
+	ours := map[string]bool{}
+	for path, raw := range paths {
+		inMount := strings.HasPrefix(path, "/"+mount+"/")
+		for _, method := range []string{"get", "post", "patch", "delete"} {
+			id, _ := dig(raw, method, "operationId").(string)
+			if id == "" || (!inMount && strings.HasPrefix(id, "apikeys-")) {
+				continue
+			}
+			owners[id] = append(owners[id], method+" "+path)
+			ours[id] = ours[id] || inMount
+		}
+	}
+	var problems []string
+	for id, ops := range owners {
+		if ours[id] && len(ops) > 1 {
+			sort.Strings(ops)
+			problems = append(problems, fmt.Sprintf("operationId %q is shared by %v", id, ops))
+		}
 	}
 	return problems
 }

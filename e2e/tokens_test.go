@@ -93,6 +93,21 @@ func TestDstor_TokenLeaseIsHonestAboutRevocation(t *testing.T) {
 		t.Fatal("dStor cannot revoke; the token is expected to keep working until expires_at")
 	}
 	wantCLIError(t, cli(t, "", "write", "-f", mount+"/rotate-root/main"), "400", "rotate it in the provider's console, then write config/main")
+
+	// Without max_ttl, on a mount whose maximum is the system's (32 days), a
+	// token nothing can revoke is still bounded: 24h, and the write says so.
+	if written := mustCLI(t, "", "write", mount+"/roles/unbounded", "connection=main", "ttl=48h"); !strings.Contains(written, "cannot revoke") {
+		t.Fatalf("a dstor role without max_ttl was written without a warning: %s", written)
+	}
+	unbounded := cliJSON(t, "read", mount+"/creds/unbounded")
+	registerSecret("an issued dstor token", fmt.Sprint(unbounded.Data["access_token"]))
+	expires, err = time.Parse(time.RFC3339, fmt.Sprint(unbounded.Data["expires_at"]))
+	if err != nil || time.Until(expires) > 24*time.Hour {
+		t.Fatalf("a token of a role without max_ttl expires at %v, past 24h: %v", unbounded.Data["expires_at"], err)
+	}
+	if lease := time.Duration(unbounded.LeaseDuration) * time.Second; lease > 24*time.Hour {
+		t.Fatalf("a lease of a role without max_ttl lasts %s, past 24h", lease)
+	}
 }
 
 func TestStorable_CachedTokenAndLeaseCappedAtItsLife(t *testing.T) {

@@ -53,6 +53,10 @@ func (Provider) ValidateRole(provider.Values) error { return nil }
 // object that could be found and deleted.
 func (Provider) NothingToRollBack() bool { return true }
 
+// CannotRevoke implements provider.Irrevocable: a token is a stateless JWT
+// that stays valid until its exp claim.
+func (Provider) CannotRevoke() bool { return true }
+
 // Connect implements provider.Provider. The key's length is not enforced:
 // dStor documents 64 characters but older keys may differ, and dStor itself
 // is the judge at verify time.

@@ -67,6 +67,13 @@ type RollbackFree interface {
 	NothingToRollBack() bool
 }
 
+// Irrevocable is implemented by providers whose credentials cannot be
+// revoked upstream: each lives until its own expiry, whatever becomes of its
+// lease. The engine bounds their leases even when a role sets no max_ttl.
+type Irrevocable interface {
+	CannotRevoke() bool
+}
+
 // StaticRotator is implemented by connections that can take over an existing
 // upstream credential and regenerate its secret on a schedule (static roles).
 type StaticRotator interface {

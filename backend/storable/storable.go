@@ -62,6 +62,10 @@ func (Provider) ValidateRole(provider.Values) error { return nil }
 // nothing upstream, at most it caches the shared token.
 func (Provider) NothingToRollBack() bool { return true }
 
+// CannotRevoke implements provider.Irrevocable: Storable has no revocation
+// API, and a token lives as long as Storable says.
+func (Provider) CannotRevoke() bool { return true }
+
 // Connect implements provider.Provider.
 func (Provider) Connect(cfg provider.ConnectionConfig) (provider.Connection, error) {
 	for _, name := range []string{fieldClientID, fieldClientSecret, fieldAPIKey} {

@@ -86,6 +86,8 @@ func newConnection(cfg provider.ConnectionConfig, authURL string, csrfToken stri
 		password:   cfg.Values.String(fieldPassword),
 		passphrase: cfg.Values.String(fieldPassphrase),
 		csrfToken:  csrfToken,
+		sessions:   sessionCache{logins: provider.SharedCalls{Provider: Name}},
+		projects:   projectCache{lookups: provider.SharedCalls{Provider: Name}},
 	}
 }
 
@@ -99,7 +101,7 @@ func (c *connection) Close() {
 // developerSession returns the cached developer session, logging in first
 // when there is none.
 func (c *connection) developerSession(ctx context.Context) (string, error) {
-	return c.sessions.get(ctx, developerSessionKey, c.developerLogin)
+	return c.sessions.get(ctx, developerSessionKey, "log in as developer "+c.email, c.developerLogin)
 }
 
 // developerLogin signs in with rememberForOneWeek, StorX's longest session.
@@ -132,7 +134,7 @@ func (c *connection) developerLogin(ctx context.Context) (session, error) {
 
 // userSession returns the cached session of one StorX user.
 func (c *connection) userSession(ctx context.Context, email string) (string, error) {
-	return c.sessions.get(ctx, "user:"+normalizeEmail(email), func(ctx context.Context) (session, error) {
+	return c.sessions.get(ctx, "user:"+normalizeEmail(email), "get a session for StorX user "+email, func(ctx context.Context) (session, error) {
 		return c.userLogin(ctx, email)
 	})
 }

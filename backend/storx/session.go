@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/singleflight"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
 )
 
 // timeNow is the clock for session expiry; tests replace it.
@@ -42,16 +42,17 @@ func newSession(token string, expiresAt, now time.Time) session {
 type sessionCache struct {
 	mu       sync.Mutex
 	sessions map[string]session
-	logins   singleflight.Group
+	logins   provider.SharedCalls
 }
 
 // get returns the cached session for key, logging in when there is none or
-// it is near its end. Concurrent callers share one login.
-func (c *sessionCache) get(ctx context.Context, key string, login func(context.Context) (session, error)) (string, error) {
+// it is near its end. Concurrent callers share one login, which no single
+// caller's cancellation stops; op names it in a waiting caller's error.
+func (c *sessionCache) get(ctx context.Context, key, op string, login func(context.Context) (session, error)) (string, error) {
 	if token, ok := c.cached(key); ok {
 		return token, nil
 	}
-	v, err, _ := c.logins.Do(key, func() (any, error) {
+	v, err := c.logins.Do(ctx, key, op, func(ctx context.Context) (any, error) {
 		if token, ok := c.cached(key); ok {
 			return token, nil
 		}

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"sync"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
 )
 
@@ -17,7 +15,7 @@ import (
 type projectCache struct {
 	mu      sync.Mutex
 	ids     map[string]string
-	lookups singleflight.Group
+	lookups provider.SharedCalls
 }
 
 func (p *projectCache) get(email string) (string, bool) {
@@ -50,14 +48,15 @@ func (p *projectCache) clear() {
 
 // userProject returns the project the user's API keys go to. With create it
 // creates the user when StorX does not know it; without, an unknown user is
-// an error that wraps errNoSuchUser. Concurrent callers share one lookup.
+// an error that wraps errNoSuchUser. Concurrent callers share one lookup,
+// which no single caller's cancellation stops.
 func (c *connection) userProject(ctx context.Context, email, fullName string, create bool) (string, error) {
 	key := normalizeEmail(email)
 	if id, ok := c.projects.get(key); ok {
 		return id, nil
 	}
 	flight := fmt.Sprintf("%t:%s", create, key)
-	v, err, _ := c.projects.lookups.Do(flight, func() (any, error) {
+	v, err := c.projects.lookups.Do(ctx, flight, "find the project of StorX user "+email, func(ctx context.Context) (any, error) {
 		if id, ok := c.projects.get(key); ok {
 			return id, nil
 		}

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"sync"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
 )
 
@@ -25,7 +23,7 @@ type connection struct {
 	mu       sync.Mutex
 	password string
 	session  string
-	signins  singleflight.Group
+	signins  provider.SharedCalls
 }
 
 func newConnection(cfg provider.ConnectionConfig) *connection {
@@ -39,6 +37,7 @@ func newConnection(cfg provider.ConnectionConfig) *connection {
 		},
 		username: cfg.Values.String(fieldUsername),
 		password: cfg.Values.String(fieldPassword),
+		signins:  provider.SharedCalls{Provider: Name},
 	}
 }
 
@@ -52,7 +51,8 @@ func (c *connection) Close() {
 }
 
 // currentSession returns the cached session, signing in when there is none.
-// Concurrent callers share one sign-in.
+// Concurrent callers share one sign-in, which no single caller's
+// cancellation stops.
 func (c *connection) currentSession(ctx context.Context) (string, error) {
 	c.mu.Lock()
 	session := c.session
@@ -60,7 +60,7 @@ func (c *connection) currentSession(ctx context.Context) (string, error) {
 	if session != "" {
 		return session, nil
 	}
-	v, err, _ := c.signins.Do("signin", func() (any, error) {
+	v, err := c.signins.Do(ctx, "signin", "sign in as "+c.username, func(ctx context.Context) (any, error) {
 		c.mu.Lock()
 		password, cached := c.password, c.session
 		c.mu.Unlock()

@@ -1,0 +1,65 @@
+package storx
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
+)
+
+// Two issues share one developer login. The first caller gives up while the
+// login is held at the emulator; the second must still get its credential,
+// from that same login: StorX allows five logins per IP, then one per five
+// minutes.
+func TestLogin_OneCallerGivingUpDoesNotFailTheOthersSharingIt(t *testing.T) {
+	e := newEnv(t)
+	emu, hold := testutil.HoldFirst(e.sat, http.MethodPost, pathDeveloperToken)
+	held := testutil.StartEmulator(t, emu)
+	t.Cleanup(hold.Release)
+	opened, err := New().Connect(provider.ConnectionConfig{
+		Name: "held", BaseURL: held.URL(),
+		Values:     provider.Values{fieldEmail: devEmail, fieldPassword: devPassword, fieldPassphrase: passphrase, fieldAuthURL: e.authSrv.URL()},
+		HTTPClient: &http.Client{Timeout: 10 * time.Second},
+		Logger:     hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: e.logs}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := opened.(*connection)
+	t.Cleanup(conn.Close)
+
+	firstCtx, cancelFirst := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		_, err := conn.Issue(firstCtx, e.issueRequest(nil))
+		first <- err
+	}()
+	<-hold.Arrived()
+	type result struct {
+		cred *provider.Credential
+		err  error
+	}
+	second := make(chan result, 1)
+	go func() {
+		cred, err := e.issue(conn, e.issueRequest(nil))
+		second <- result{cred, err}
+	}()
+	cancelFirst()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Errorf("the cancelled caller got %v, want its own cancellation", err)
+	}
+	hold.Release()
+	got := <-second
+	if got.err != nil {
+		t.Fatalf("the second caller failed with the first one's cancellation: %v", got.err)
+	}
+	if n := held.Calls()[routeToken]; n != 1 {
+		t.Errorf("%d developer logins, want the one both callers share", n)
+	}
+}
