@@ -131,21 +131,23 @@ func TestConnectionWritersRandomized(t *testing.T) {
 			t.Errorf("%s: %v", path, resp.Error())
 		}
 	}
+	// Each op gets its coin flip from the test's goroutine, so that a seed
+	// always yields the same operations.
 	ops := []struct {
 		name string
-		run  func()
+		run  func(coin int)
 	}{
-		{"config write, verified", func() { request("config/main", map[string]any{"username": adminHandle}) }},
-		{"config write, allowed_roles", func() { request("config/main", map[string]any{"allowed_roles": []string{"*", "app"}[rng.IntN(2)]}) }},
-		{"config write, schedule", func() { request("config/main", map[string]any{"rotation_period": []string{"0", "1h"}[rng.IntN(2)]}) }},
-		{"rotate-root", func() { request("rotate-root/main", nil) }},
-		{"scheduled rotation", func() {
+		{"config write, verified", func(int) { request("config/main", map[string]any{"username": adminHandle}) }},
+		{"config write, allowed_roles", func(coin int) { request("config/main", map[string]any{"allowed_roles": []string{"*", "app"}[coin]}) }},
+		{"config write, schedule", func(coin int) { request("config/main", map[string]any{"rotation_period": []string{"0", "1h"}[coin]}) }},
+		{"rotate-root", func(int) { request("rotate-root/main", nil) }},
+		{"scheduled rotation", func(int) {
 			clock.Add(int64(2 * time.Hour))
 			if err := env.b.maintainRoots(ctx, storage); err != nil && !strings.Contains(err.Error(), "injected storage failure") {
 				t.Errorf("periodic: %v", err)
 			}
 		}},
-		{"interrupt the next promotion", func() { storage.armed.Store(true) }},
+		{"interrupt the next promotion", func(int) { storage.armed.Store(true) }},
 	}
 	for step := range steps {
 		batch := make([]int, 1+rng.IntN(3))
@@ -153,10 +155,10 @@ func TestConnectionWritersRandomized(t *testing.T) {
 		for i := range batch {
 			batch[i] = rng.IntN(len(ops))
 			wg.Add(1)
-			go func(op int) {
+			go func(op, coin int) {
 				defer wg.Done()
-				ops[op].run()
-			}(batch[i])
+				ops[op].run(coin)
+			}(batch[i], rng.IntN(2))
 		}
 		wg.Wait()
 		storage.armed.Store(false)
