@@ -2,9 +2,13 @@ package backend
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -69,6 +73,41 @@ func (e *connectionEntry) allowsRole(role string) bool {
 
 func getConnection(ctx context.Context, s logical.Storage, name string) (*connectionEntry, error) {
 	return readStored[connectionEntry](ctx, s, configStoragePrefix+name, fmt.Sprintf("connection %q", name))
+}
+
+// accountFingerprint identifies the upstream account a connection's
+// credentials live in: the first 16 hex characters of SHA-256 over the
+// base URL (host case folded) and the provider's Account fields. It holds
+// nothing secret, so leases may carry it; a secret identity (dStor's API key)
+// is never part of it, which leaves such a provider's base URL alone.
+// Everything else (secrets, StorX's auth_url, allowed_roles) can change
+// without moving the credentials elsewhere.
+func accountFingerprint(p provider.Provider, e *connectionEntry) string {
+	base := strings.TrimRight(e.BaseURL, "/")
+	if u, err := url.Parse(base); err == nil {
+		u.Host = strings.ToLower(u.Host)
+		base = u.String()
+	}
+	parts := []string{base}
+	for _, f := range accountFields(p) {
+		parts = append(parts, f.Name, e.Values.String(f.Name))
+	}
+	// JSON keeps the parts apart whatever characters they hold.
+	encoded, _ := json.Marshal(parts)
+	sum := sha256.Sum256(encoded)
+	return hex.EncodeToString(sum[:])[:16]
+}
+
+// accountFields are the provider's fields that name its upstream account. A
+// secret is never among them, even if marked: it would be hashed into leases.
+func accountFields(p provider.Provider) []provider.Field {
+	var out []provider.Field
+	for _, f := range p.ConnectionFields() {
+		if f.Account && !f.Secret {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // errConnectionChanged refuses a connection write based on an entry that

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/automatedrotationutil"
@@ -19,10 +20,13 @@ const (
 	fieldBaseURL          = "base_url"
 	fieldVerifyConnection = "verify_connection"
 	fieldAllowedRoles     = "allowed_roles"
+	// fieldConfirmAccountChange is never stored: it lets one write move a
+	// connection with live credentials to another base URL or account.
+	fieldConfirmAccountChange = "confirm_account_change"
 )
 
 var commonConfigFields = map[string]bool{
-	fieldName: true, fieldProvider: true, fieldBaseURL: true, fieldVerifyConnection: true, fieldAllowedRoles: true,
+	fieldName: true, fieldProvider: true, fieldBaseURL: true, fieldVerifyConnection: true, fieldAllowedRoles: true, fieldConfirmAccountChange: true,
 	"rotation_period": true, "rotation_schedule": true, "rotation_window": true, "disable_automated_rotation": true, "rotation_policy": true,
 	fieldCACert: true, fieldClientCert: true, fieldClientKey: true, fieldTLSServerName: true, fieldProxyURL: true, fieldAllowHTTP: true,
 }
@@ -42,6 +46,8 @@ func (b *backend) pathConfig() []*framework.Path {
 	fields[fieldAllowedRoles] = &framework.FieldSchema{Type: framework.TypeCommaStringSlice,
 		Description: `Roles that may use this connection: names, or "*" for all (the default).`}
 	addTransportFields(fields)
+	fields[fieldConfirmAccountChange] = &framework.FieldSchema{Type: framework.TypeBool, Default: false,
+		Description: "Allow this write to change base_url or the account of a connection whose credentials are still live upstream. Their revokes then fail until the connection points back at their account. Never stored."}
 	automatedrotationutil.AddAutomatedRotationFields(fields)
 
 	return []*framework.Path{
@@ -210,6 +216,14 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if err := parseRotationFields(entry, p, d); err != nil {
 		return errorResponseFor(err)
 	}
+	if !d.Get(fieldConfirmAccountChange).(bool) {
+		if msg, err := strandsCredentials(ctx, req.Storage, name, p, existing, entry); err != nil || msg != "" {
+			if err != nil {
+				return nil, err
+			}
+			return logical.ErrorResponse(msg), nil
+		}
+	}
 	ctx, cancel := withRequestBudget(ctx)
 	defer cancel()
 	// A write that changes nothing the upstream sees (allowed_roles, the
@@ -258,6 +272,33 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return resp, nil
 	}
 	return nil, nil
+}
+
+// strandsCredentials refuses, with a message, a write that moves an existing
+// connection to another account (see accountFingerprint) while its inventory
+// holds credentials not seen revoked: their revokes would then fail until
+// the connection points back. Creating a connection never strands anything
+// it can see; revoke itself guards leases of a connection deleted and
+// written again.
+func strandsCredentials(ctx context.Context, s logical.Storage, name string, p provider.Provider, existing, entry *connectionEntry) (string, error) {
+	if existing == nil || accountFingerprint(p, existing) == accountFingerprint(p, entry) {
+		return "", nil
+	}
+	live, err := s.List(ctx, inventoryStoragePrefix+name+"/")
+	if err != nil || len(live) == 0 {
+		return "", err
+	}
+	var changes []string
+	if existing.BaseURL != entry.BaseURL {
+		changes = append(changes, fmt.Sprintf("%s from %s to %s", fieldBaseURL, existing.BaseURL, entry.BaseURL))
+	}
+	for _, f := range accountFields(p) {
+		if was, now := existing.Values.String(f.Name), entry.Values.String(f.Name); was != now {
+			changes = append(changes, fmt.Sprintf("%s from %q to %q", f.Name, was, now))
+		}
+	}
+	return fmt.Sprintf("this write changes connection %q's %s, the upstream account its credentials live in, while it holds %d credential(s) not yet revoked (see inventory/%s): their revokes would fail until config/%s points back at that account; revoke those leases first (vault lease revoke -prefix on the creds/ path of each role using it), or write again with confirm_account_change=true to strand them; nothing was stored",
+		name, strings.Join(changes, " and "), len(live), name, name), nil
 }
 
 // connectionForWrite reads the entry a config write builds on. A root left

@@ -202,7 +202,9 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 		b.rollbackNow(s, walID, conn, wal, true)
 		return errorResponseFor(err)
 	}
-	lease := newLeaseInternal(plan, entry.Provider, objectName, cred)
+	// conn was opened for this provider, so the registry has it.
+	prov, _ := b.providers.get(entry.Provider)
+	lease := newLeaseInternal(plan, prov, objectName, cred)
 	resp := b.Secret(secretCredentialType).Response(cred.Data, lease.toMap())
 	resp.Secret.TTL, resp.Secret.MaxTTL = plan.ttl, plan.maxTTL
 	if !cred.ExpiresAt.IsZero() {

@@ -304,8 +304,15 @@ func TestWritesStampSchema(t *testing.T) {
 			t.Errorf("%s has no schema_version %d: %v", k, currentSchemaVersion, m["schema_version"])
 		}
 	}
-	if v := provider.Values(roundTrip(t, lease.Secret).InternalData).Int("schema_version"); v != currentSchemaVersion {
+	internal := roundTrip(t, lease.Secret).InternalData
+	if v := provider.Values(internal).Int("schema_version"); v != currentSchemaVersion {
 		t.Errorf("lease internal data has schema_version %v", v)
+	}
+	// Optional within schema 2: what binds the lease to its account.
+	entry := e.connection()
+	prov, _ := e.b.providers.get(entry.Provider)
+	if internal["connection_tag"] != entry.Tag || internal["account_fingerprint"] != accountFingerprint(prov, entry) {
+		t.Errorf("lease internal data has connection_tag %v (want %s) and account_fingerprint %v", internal["connection_tag"], entry.Tag, internal["account_fingerprint"])
 	}
 	id, err := putIssueWAL(ctx, e.storage, walIssue{Connection: "c", Name: "x"})
 	if err != nil {

@@ -2,7 +2,9 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -27,6 +29,10 @@ const (
 	internalMaxTTL     = "max_ttl_seconds"
 	internalExpiresAt  = "upstream_expires_at"
 	internalSchema     = "schema_version"
+	// Written since schema 2 without a version change: a lease without
+	// them (v0.1.0) is revoked without the account check.
+	internalConnectionTag = "connection_tag"
+	internalFingerprint   = "account_fingerprint"
 )
 
 // leaseInternal is everything renew and revoke need, so that both keep working
@@ -42,12 +48,20 @@ type leaseInternal struct {
 	MaxTTL time.Duration
 	// ExpiresAt is the credential's hard upstream expiry, zero if none.
 	ExpiresAt time.Time
+	// ConnectionTag is the object_name_tag of the connection that issued
+	// the credential: it changes when the connection is deleted and
+	// written again.
+	ConnectionTag string
+	// Fingerprint is the accountFingerprint of that connection: revoke
+	// refuses to ask another account.
+	Fingerprint string
 }
 
-func newLeaseInternal(plan *issuePlan, providerName, name string, cred *provider.Credential) leaseInternal {
+func newLeaseInternal(plan *issuePlan, p provider.Provider, name string, cred *provider.Credential) leaseInternal {
 	return leaseInternal{
-		Connection: plan.connName, Provider: providerName, Role: plan.roleName, Name: name, Ref: cred.Ref,
+		Connection: plan.connName, Provider: p.Name(), Role: plan.roleName, Name: name, Ref: cred.Ref,
 		TTL: plan.role.TTL, MaxTTL: plan.role.MaxTTL, ExpiresAt: cred.ExpiresAt,
+		ConnectionTag: plan.conn.Tag, Fingerprint: accountFingerprint(p, plan.conn),
 	}
 }
 
@@ -69,6 +83,12 @@ func (l leaseInternal) toMap() map[string]any {
 	if !l.ExpiresAt.IsZero() {
 		m[internalExpiresAt] = l.ExpiresAt.Unix()
 	}
+	if l.ConnectionTag != "" {
+		m[internalConnectionTag] = l.ConnectionTag
+	}
+	if l.Fingerprint != "" {
+		m[internalFingerprint] = l.Fingerprint
+	}
 	return m
 }
 
@@ -84,6 +104,8 @@ func leaseInternalFrom(m map[string]any) (leaseInternal, error) {
 	l.Provider, _ = m[internalProvider].(string)
 	l.Role, _ = m[internalRole].(string)
 	l.Name, _ = m[internalName].(string)
+	l.ConnectionTag, _ = m[internalConnectionTag].(string)
+	l.Fingerprint, _ = m[internalFingerprint].(string)
 	if l.Connection == "" || l.Provider == "" {
 		return l, fmt.Errorf("the lease's internal data names no connection or provider; it was not issued by this plugin version")
 	}
@@ -170,6 +192,10 @@ func (b *backend) secretCredentialRevoke(ctx context.Context, req *logical.Reque
 	if entry.Provider != lease.Provider {
 		return nil, fmt.Errorf("cannot revoke upstream: connection %q is now provider %s, but the credential was issued by %s; restore the connection, or drop the lease from Vault only with vault lease revoke -force -prefix <lease id>", lease.Connection, entry.Provider, lease.Provider)
 	}
+	if err := b.accountMoved(lease, entry); err != nil {
+		b.leaseLogger(req, lease).Warn("revoke refused: the connection's base URL or account changed since the credential was issued; Vault will retry", "error", err)
+		return nil, err
+	}
 	if err := conn.Revoke(ctx, lease.Ref); err != nil {
 		b.leaseLogger(req, lease).Warn("upstream revoke failed; Vault will retry", "error", err)
 		return nil, fmt.Errorf("revoke %s credential of role %q on connection %q: %w", lease.Provider, lease.Role, lease.Connection, err)
@@ -178,6 +204,50 @@ func (b *backend) secretCredentialRevoke(ctx context.Context, req *logical.Reque
 	b.leaseLogger(req, lease).Debug("revoked credential")
 	b.sendEvent(ctx, eventCredsRevoke, "connection", lease.Connection, "provider", lease.Provider, "role", lease.Role, "object", lease.Name)
 	return nil, nil
+}
+
+// errAccountMoved refuses a revoke through a connection that no longer
+// points at the upstream account that issued the credential: there the
+// credential is missing, which providers answer as "already gone" (or, like
+// StorX, cannot tell apart from a delete), while it lives on its account.
+var errAccountMoved = errors.New("the connection now points at another upstream account than the one that issued this credential")
+
+// accountMoved returns errAccountMoved, saying what to do, when the lease
+// was issued under another account fingerprint than the connection's now.
+// A connection deleted and written again for the same account passes: the
+// credential is reachable. Leases of v0.1.0 carry no fingerprint and pass,
+// and so do providers whose revoke deletes nothing upstream, since a refusal
+// there would protect nothing and only keep the lease from ending.
+func (b *backend) accountMoved(lease leaseInternal, entry *connectionEntry) error {
+	p, ok := b.providers.get(entry.Provider)
+	if !ok || lease.Fingerprint == "" || !b.mayLeaveObjects(entry.Provider) {
+		return nil
+	}
+	current := accountFingerprint(p, entry)
+	if current == lease.Fingerprint {
+		return nil
+	}
+	rewritten := ""
+	if lease.ConnectionTag != "" && lease.ConnectionTag != entry.Tag {
+		rewritten = fmt.Sprintf(" was deleted and written again since (object_name_tag %s, now %s) and", lease.ConnectionTag, entry.Tag)
+	}
+	fields := []string{fieldBaseURL}
+	for _, f := range accountFields(p) {
+		fields = append(fields, f.Name)
+	}
+	return fmt.Errorf("cannot revoke upstream: %w: connection %q%s now points at %s %s (account fingerprint %s; the credential was issued under %s): its %s changed since, and a revoke there could report success while the credential lives on; restore config/%s's %s to the account that issued the credential so revoke can reach it, or, once the credential is known to be gone upstream, drop the lease from Vault only with vault lease revoke -force -prefix <lease id>; until then Vault keeps the lease",
+		errAccountMoved, lease.Connection, rewritten, p.Name(), describeAccount(p, entry), current, lease.Fingerprint,
+		strings.Join(fields, " or "), lease.Connection, strings.Join(fields, " and "))
+}
+
+// describeAccount names where a connection points: its base URL and Account
+// fields, none of them secret.
+func describeAccount(p provider.Provider, e *connectionEntry) string {
+	parts := []string{fieldBaseURL + "=" + e.BaseURL}
+	for _, f := range accountFields(p) {
+		parts = append(parts, f.Name+"="+e.Values.String(f.Name))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // leaseLogger carries a lease's connection, provider, role and upstream

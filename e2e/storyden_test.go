@@ -143,6 +143,32 @@ func TestStoryden_RevokeAfterRoleDeletedAndAfterManualDelete(t *testing.T) {
 	}
 }
 
+// TestStoryden_RevokeBoundToIssuingAccount: through real Vault, moving a
+// connection with a live lease needs confirm_account_change=true; the
+// lease's revoke then fails, saying so, while the key keeps working on the
+// instance that issued it, and succeeds once the connection points back.
+func TestStoryden_RevokeBoundToIssuingAccount(t *testing.T) {
+	f := newStoryden(t)
+	f.configure()
+	secret := f.issue()
+	elsewhere := newStoryden(t).upstream
+
+	move := []string{"write", f.mount + "/config/main", "base_url=" + elsewhere.URL()}
+	wantCLIError(t, cli(t, "", move...), "400", "confirm_account_change=true")
+	mustCLI(t, "", append(move, "confirm_account_change=true")...)
+
+	wantCLIError(t, cli(t, "", "lease", "revoke", "-sync", secret.LeaseID), "400", "now points at another upstream account")
+	if f.keyStatus(secret) != http.StatusOK {
+		t.Fatal("the key stopped working though its revoke failed")
+	}
+
+	mustCLI(t, "", "write", f.mount+"/config/main", "base_url="+f.upstream.URL(), "confirm_account_change=true")
+	mustCLI(t, "", "lease", "revoke", "-sync", secret.LeaseID)
+	if f.keyStatus(secret) != http.StatusUnauthorized {
+		t.Fatal("the key still authenticates after the revoke succeeded")
+	}
+}
+
 func TestStoryden_FailingUpstreamDeleteIsRetried(t *testing.T) {
 	t.Parallel()
 	f := newStoryden(t)

@@ -34,7 +34,9 @@ func (Provider) Name() string { return Name }
 // plugin appends /dev/temp-token.
 func (Provider) DefaultBaseURL() string { return "https://api.dstor.cloud/v1" }
 
-// ConnectionFields implements provider.Provider.
+// ConnectionFields implements provider.Provider. No field is marked
+// Account: the API key is the account's only identity and a secret, which is
+// never hashed into a lease; dStor tokens cannot be revoked anyway.
 func (Provider) ConnectionFields() []provider.Field {
 	return []provider.Field{
 		{Name: fieldAPIKey, Type: provider.TypeString, Required: true, Secret: true,

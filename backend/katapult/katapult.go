@@ -66,7 +66,7 @@ func (Provider) ConnectionFields() []provider.Field {
 	return []provider.Field{
 		{Name: fieldAPIToken, Type: provider.TypeString, Required: true, Secret: true,
 			Description: "Katapult API token (sent as Bearer) with the object_storage scope, and api_tokens for rotate-root. Write-only."},
-		{Name: fieldOrganization, Type: provider.TypeString, Required: true,
+		{Name: fieldOrganization, Type: provider.TypeString, Required: true, Account: true,
 			Description: "Organization that owns the access keys: its sub-domain, or its org_… id."},
 		{Name: fieldRegion, Type: provider.TypeString, Default: defaultRegion,
 			Description: "Object storage cluster region."},

@@ -41,6 +41,13 @@ type Field struct {
 	// credentials are sent to; the engine holds it to base_url's rule:
 	// https:// unless the connection sets allow_http.
 	URL bool
+	// Account marks a connection field that names the upstream account the
+	// connection's credentials live in (with base_url). A lease is bound to
+	// these values: a revoke through a connection whose account fields
+	// changed would ask another account and could miss the credential.
+	// Never set it on a Secret field: the values are hashed into a
+	// fingerprint kept in the clear.
+	Account bool
 }
 
 // Values holds field values as decoded from a request or from storage (after a

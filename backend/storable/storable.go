@@ -42,7 +42,7 @@ func (Provider) DefaultBaseURL() string { return "https://api.storable.io" }
 // ConnectionFields implements provider.Provider.
 func (Provider) ConnectionFields() []provider.Field {
 	return []provider.Field{
-		{Name: fieldClientID, Type: provider.TypeString, Required: true,
+		{Name: fieldClientID, Type: provider.TypeString, Required: true, Account: true,
 			Description: "Client Id from the Storable API Integration team (the Basic auth user of the token endpoint)."},
 		{Name: fieldClientSecret, Type: provider.TypeString, Required: true, Secret: true,
 			Description: "Client Secret from the Storable API Integration team. Write-only."},

@@ -66,7 +66,7 @@ func (Provider) DefaultBaseURL() string { return defaultBaseURL }
 // ConnectionFields implements provider.Provider.
 func (Provider) ConnectionFields() []provider.Field {
 	return []provider.Field{
-		{Name: fieldEmail, Type: provider.TypeString, Required: true,
+		{Name: fieldEmail, Type: provider.TypeString, Required: true, Account: true,
 			Description: "Email of the StorX developer account that creates users and API keys."},
 		{Name: fieldPassword, Type: provider.TypeString, Required: true, Secret: true,
 			Description: "Password of that developer account. Write-only. The account must not require MFA."},

@@ -2,9 +2,11 @@ package storyden
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
@@ -123,7 +125,8 @@ func (c *connection) ListObjects(ctx context.Context, _ []provider.Values) ([]pr
 }
 
 // Revoke implements provider.Connection. Storyden disables the key (204), and
-// answers 404 for a key that is not there: both mean it can no longer be used.
+// answers 404 "authentication not found" for a key that is not there: both
+// mean it can no longer be used.
 // Storyden also answers 404 for another account's key, so a key made under a
 // different username is revoked through the admin route instead.
 func (c *connection) Revoke(ctx context.Context, ref provider.Ref) error {
@@ -143,11 +146,37 @@ func (c *connection) deleteKey(ctx context.Context, path, op string) error {
 	if err != nil {
 		return err
 	}
-	switch resp.Status {
-	case http.StatusNoContent, http.StatusOK, http.StatusNotFound:
+	switch {
+	case resp.Status == http.StatusNoContent, resp.Status == http.StatusOK:
+		return nil
+	case resp.Status == http.StatusNotFound && keyNotFound(resp.Body):
 		return nil
 	}
 	return upstreamError(op, resp)
+}
+
+// keyNotFoundDetail is the internal error Storyden answers a revoke of an
+// access key it does not have with: ent's miss on the authentication record
+// that holds the key, in the problem's "detail" (v1.26.10 and later) or the
+// legacy body's "error".
+const keyNotFoundDetail = "authentication not found"
+
+// keyNotFound tells Storyden's "no such access key" from any other 404: an
+// unknown route, or a base_url that reaches another server, which would
+// otherwise pass for a key already gone while it lives.
+func keyNotFound(body []byte) bool {
+	var problem struct {
+		Type   string `json:"type"`
+		Detail string `json:"detail"`
+		Error  string `json:"error"`
+	}
+	if json.Unmarshal(body, &problem) != nil {
+		return false
+	}
+	if problem.Type != "" && problem.Type != "urn:storyden:problem:not-found" {
+		return false
+	}
+	return strings.Contains(problem.Detail, keyNotFoundDetail) || strings.Contains(problem.Error, keyNotFoundDetail)
 }
 
 // Rollback implements provider.Connection: it disables every enabled key

@@ -47,7 +47,7 @@ func (Provider) DefaultBaseURL() string { return "" }
 // ConnectionFields implements provider.Provider.
 func (Provider) ConnectionFields() []provider.Field {
 	return []provider.Field{
-		{Name: fieldUsername, Type: provider.TypeString, Required: true,
+		{Name: fieldUsername, Type: provider.TypeString, Required: true, Account: true,
 			Description: "Handle of the Storyden account that owns the issued keys; it needs USE_PERSONAL_ACCESS_KEYS (admins have it)."},
 		{Name: fieldPassword, Type: provider.TypeString, Required: true, Secret: true,
 			Description: "Password of that account (8 characters or more). Write-only."},

@@ -347,6 +347,35 @@ func TestRevokeErrors(t *testing.T) {
 	h.handleOf(bearer(other.Secret))
 }
 
+// TestRevokeOfMissingKeyTellsItselfFromUnknownRoute: a revoke of a key
+// Storyden does not have answers 404 with ent's "authentication not found"
+// (the reference's observation of v1.26.15), an unknown route 404 with
+// Echo's "Not Found": the plugin counts only the first as already gone.
+func TestRevokeOfMissingKeyTellsItselfFromUnknownRoute(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("legacy=%v", legacy), func(t *testing.T) {
+			h := start(t, storyden.Options{LegacyErrors: legacy})
+			admin := h.signIn("vault-admin", adminPassword)
+			for _, tc := range []struct{ path, detail string }{
+				{"/api/auth/access-keys/cc5lnd2s1s4652adtu50", "ent: authentication not found"},
+				{"/api/admin/access-keys/cc5lnd2s1s4652adtu50", "ent: authentication not found"},
+				{"/api/v2/access-keys/cc5lnd2s1s4652adtu50", "code=404, message=Not Found"},
+			} {
+				r := h.expect(404, "DELETE", tc.path, "", session(admin))
+				var body map[string]string
+				r.decode(t, &body)
+				detail, kind := body["detail"], body["type"]
+				if legacy {
+					detail, kind = body["error"], "urn:storyden:problem:not-found"
+				}
+				if detail != tc.detail || kind != "urn:storyden:problem:not-found" {
+					t.Errorf("DELETE %s: body %v, want detail %q", tc.path, body, tc.detail)
+				}
+			}
+		})
+	}
+}
+
 func TestAccessKeyCannotCreateKeys(t *testing.T) {
 	h := start(t, storyden.Options{})
 	k := h.createKey(h.signIn("alice", alicePassword), "parent", nil)
