@@ -120,18 +120,24 @@ func TestTidyRemovesOrphansThroughVault(t *testing.T) {
 	f := newStoryden(t)
 	f.configure()
 	live := f.issue()
-	// A copy of this connection's keys (its tag in the name), and a key of
-	// another mount on the same account, which tidy must leave alone.
+	inventory := cliJSON(t, "read", f.mount+"/inventory/main")
+	if fmt.Sprint(inventory.Data["count"]) != "1" {
+		t.Fatalf("inventory: %v", inventory.Data)
+	}
+	// A copy of this connection's keys (its tag and this cluster's in the
+	// name, as the live key's), and a key of another mount on the same
+	// account, which tidy must leave alone.
 	tag := fmt.Sprint(cliJSON(t, "read", f.mount+"/config/main").Data["object_name_tag"])
-	orphan := "vault-app-" + tag + "byhand01"
+	liveName := fmt.Sprint(inventory.Data["objects"].([]any)[0].(map[string]any)["name"])
+	tags := liveName[len(liveName)-14 : len(liveName)-8]
+	if !strings.HasPrefix(tags, tag) {
+		t.Fatalf("the live key %s does not carry the connection's tag %s", liveName, tag)
+	}
+	orphan := "vault-app-" + tags + "byhand01"
 	for _, name := range []string{orphan, "vault-app-0therm0unt01"} {
 		if _, err := storydenemu.ProbeCreateKey(f.upstream.URL(), sdAdmin, sdPassword, name); err != nil {
 			t.Fatal(err)
 		}
-	}
-	inventory := cliJSON(t, "read", f.mount+"/inventory/main")
-	if fmt.Sprint(inventory.Data["count"]) != "1" {
-		t.Fatalf("inventory: %v", inventory.Data)
 	}
 	dry := cliJSON(t, "write", "-f", f.mount+"/tidy/main")
 	if !strings.Contains(fmt.Sprint(dry.Data["unknown_upstream"]), orphan) || !strings.Contains(fmt.Sprint(dry.Data["foreign_upstream"]), "vault-app-0therm0unt01") || f.liveKeys() != 3 {
