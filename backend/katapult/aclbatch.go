@@ -14,8 +14,11 @@ import (
 // each other's grant. Running them one after another makes every issue and
 // revoke on a bucket wait for all the ones before it: two round trips per
 // credential, whatever the concurrency. Instead at most one update of a
-// bucket is in flight, the changes asked for meanwhile wait in the bucket's
-// queue, and the next update carries all of them: one GET and one PATCH.
+// bucket is in flight, and each carries every change that waits when its GET
+// has answered: those asked for during the GET ride on its PATCH, those
+// asked for during the PATCH on the next update. One GET and one PATCH
+// serve them all, and nothing is written over: no other update of the
+// bucket runs between the GET and the PATCH.
 //
 // Each caller returns once the update carrying its change is confirmed, or
 // with that update's error, so a failed update reaches every caller it
@@ -23,9 +26,9 @@ import (
 // issue (the engine rolls the key back by name), a failed ungrant fails the
 // revoke before the key is deleted (Vault retries it).
 type aclBatcher struct {
-	// update makes one read-modify-write of the bucket's ACL, applying the
-	// changes in order.
-	update func(ctx context.Context, bucket string, changes []aclChange) error
+	// read and write are the GET and the PATCH of a bucket's ACL.
+	read  func(ctx context.Context, bucket string) (bucketACL, error)
+	write func(ctx context.Context, bucket string, acl bucketACL) error
 	// queued, when set, is told of each caller's change put in a queue, so
 	// that tests know which update will carry it without timing anything.
 	queued func(bucket string)
@@ -35,9 +38,9 @@ type aclBatcher struct {
 	queues map[string]*aclQueue
 }
 
-// aclQueue is one bucket's changes waiting for the next update. It lives as
-// long as the goroutine that runs the bucket's updates, which ends once an
-// update finishes with nothing waiting.
+// aclQueue is one bucket's changes waiting for an update to take them. It
+// lives as long as the goroutine that runs the bucket's updates, which ends
+// once an update finishes with nothing waiting.
 type aclQueue struct {
 	waiting []*aclRequest
 }
@@ -61,7 +64,7 @@ type aclRequest struct {
 	update *aclUpdate
 }
 
-// aclUpdate is one read-modify-write in flight.
+// aclUpdate is the PATCH of one update, once it has taken its changes.
 type aclUpdate struct {
 	// cancel ends the update once every caller it carries has left: their
 	// changes then have nobody to confirm them to.
@@ -69,11 +72,11 @@ type aclUpdate struct {
 	callers int
 }
 
-func newACLBatcher(update func(ctx context.Context, bucket string, changes []aclChange) error) *aclBatcher {
-	return &aclBatcher{update: update, queues: map[string]*aclQueue{}}
+func newACLBatcher(read func(ctx context.Context, bucket string) (bucketACL, error), write func(ctx context.Context, bucket string, acl bucketACL) error) *aclBatcher {
+	return &aclBatcher{read: read, write: write, queues: map[string]*aclQueue{}}
 }
 
-// change queues ch for the bucket's next update and waits until an update
+// change queues ch for the bucket's update and waits until the update
 // carrying it is confirmed or has failed, or ctx ends.
 func (b *aclBatcher) change(ctx context.Context, bucket string, ch aclChange) error {
 	req := &aclRequest{change: ch, done: make(chan error, 1)}
@@ -104,28 +107,38 @@ func (b *aclBatcher) change(ctx context.Context, bucket string, ch aclChange) er
 	}
 }
 
-// run makes the bucket's updates, each carrying every change that waits
-// when it starts, until none waits.
+// run makes the bucket's updates until no change waits. Each reads the ACL,
+// then takes every change waiting by then, applies them in the order they
+// were asked for, and writes the ACL back if that changed it.
 func (b *aclBatcher) run(ctx context.Context, bucket string, q *aclQueue) {
 	for {
 		b.mu.Lock()
-		reqs := q.waiting
-		q.waiting = nil
-		if len(reqs) == 0 {
+		if len(q.waiting) == 0 {
 			delete(b.queues, bucket)
 			b.mu.Unlock()
 			return
 		}
+		b.mu.Unlock()
 		updateCtx, cancel := context.WithCancel(ctx)
+		acl, err := b.read(updateCtx, bucket)
+		b.mu.Lock()
+		reqs := q.waiting
+		q.waiting = nil
 		u := &aclUpdate{cancel: cancel, callers: len(reqs)}
-		changes := make([]aclChange, len(reqs))
-		for i, req := range reqs {
+		for _, req := range reqs {
 			req.update = u
-			changes[i] = req.change
 		}
 		b.mu.Unlock()
 
-		err := b.update(updateCtx, bucket, changes)
+		if err == nil {
+			changed := false
+			for _, req := range reqs {
+				changed = req.change.apply(&acl) || changed
+			}
+			if changed {
+				err = b.write(updateCtx, bucket, acl)
+			}
+		}
 		cancel()
 		b.mu.Lock()
 		for _, req := range reqs {

@@ -172,8 +172,8 @@ func countQueued(h *harness) <-chan struct{} {
 }
 
 // TestACLChangesAreCoalesced holds the first ACL read of a bucket so that
-// the grants of the other issues queue behind it: they must all ride on one
-// more update, not one update each.
+// the grants of the other issues queue while it is in flight: they must all
+// ride on its PATCH, not make an update each.
 func TestACLChangesAreCoalesced(t *testing.T) {
 	var armed atomic.Bool
 	armed.Store(true)
@@ -198,8 +198,8 @@ func TestACLChangesAreCoalesced(t *testing.T) {
 		}
 	}
 	calls := h.srv.Calls()
-	if calls[routeGetBucket] != 2 || calls[routePatchBkt] != 2 {
-		t.Errorf("%d issues made %d ACL reads and %d ACL writes, want 2 of each: the first grant's, then one for the seven that waited",
+	if calls[routeGetBucket] != 1 || calls[routePatchBkt] != 1 {
+		t.Errorf("%d issues made %d ACL reads and %d ACL writes, want one of each: the grants queued during the read ride on its write",
 			n, calls[routeGetBucket], calls[routePatchBkt])
 	}
 	o, _ := h.object("bucket", "assets")
@@ -209,8 +209,8 @@ func TestACLChangesAreCoalesced(t *testing.T) {
 }
 
 // TestCoalescedACLWriteFailureReachesEveryCaller fails the ACL write of an
-// update that carries three grants and two ungrants: each of the five
-// callers must see the failure, no key may be left granted without a lease,
+// update that carries four grants and two ungrants: each of the six callers
+// must see the failure, no key may be left granted without a lease,
 // and the provider's usual recovery (rollback of the failed issues, a later
 // revoke) must leave nothing behind.
 func TestCoalescedACLWriteFailureReachesEveryCaller(t *testing.T) {
@@ -252,8 +252,8 @@ func TestCoalescedACLWriteFailureReachesEveryCaller(t *testing.T) {
 			t.Errorf("coalesced revoke: %v, want the 500", err)
 		}
 	}
-	if n := h.srv.Calls()[routePatchBkt]; n != 2 {
-		t.Errorf("%d ACL writes, want 2: the first grant's, then one for the five that waited", n)
+	if n := h.srv.Calls()[routePatchBkt]; n != 1 {
+		t.Errorf("%d ACL writes, want one carrying all six changes", n)
 	}
 	if n := h.srv.Calls()[routeDelete]; n != 0 {
 		t.Errorf("%d key deletes: a revoke whose ungrant failed must keep the key", n)
@@ -279,16 +279,16 @@ func TestCoalescedACLWriteFailureReachesEveryCaller(t *testing.T) {
 	h.assertClean()
 }
 
-// fakeACL is one bucket's ACL behind an update that waits for the test to
-// let it finish, with the result the test gives.
+// fakeACL is one bucket's ACL whose reads answer at once and whose writes
+// wait for the test to end them, with the result the test gives.
 type fakeACL struct {
-	mu      sync.Mutex
-	acl     bucketACL
-	batches [][]aclChange
-	// started signals each update as it starts; finish gives its result.
+	mu     sync.Mutex
+	acl    bucketACL
+	writes int
+	// started signals each write as it starts; finish gives its result.
 	started chan struct{}
 	finish  chan error
-	// cancelled signals each update whose context ended before finish.
+	// cancelled signals each write whose context ended before finish.
 	cancelled chan struct{}
 }
 
@@ -296,9 +296,14 @@ func newFakeACL() *fakeACL {
 	return &fakeACL{started: make(chan struct{}, 64), finish: make(chan error), cancelled: make(chan struct{}, 64)}
 }
 
-func (f *fakeACL) update(ctx context.Context, _ string, changes []aclChange) error {
+func (f *fakeACL) read(context.Context, string) (bucketACL, error) {
+	acl, _ := f.state()
+	return acl, nil
+}
+
+func (f *fakeACL) write(ctx context.Context, _ string, acl bucketACL) error {
 	f.mu.Lock()
-	f.batches = append(f.batches, changes)
+	f.writes++
 	f.mu.Unlock()
 	f.started <- struct{}{}
 	select {
@@ -312,16 +317,15 @@ func (f *fakeACL) update(ctx context.Context, _ string, changes []aclChange) err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, ch := range changes {
-		ch.apply(&f.acl)
-	}
+	f.acl = acl
 	return nil
 }
 
-func (f *fakeACL) state() (bucketACL, [][]aclChange) {
+// state returns a copy of the ACL and how many writes were made.
+func (f *fakeACL) state() (bucketACL, int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return bucketACL{ReadKeyIDs: slices.Clone(f.acl.ReadKeyIDs), WriteKeyIDs: slices.Clone(f.acl.WriteKeyIDs)}, slices.Clone(f.batches)
+	return bucketACL{ReadKeyIDs: slices.Clone(f.acl.ReadKeyIDs), WriteKeyIDs: slices.Clone(f.acl.WriteKeyIDs)}, f.writes
 }
 
 // batcherTest is a batcher in front of a fakeACL, with helpers to start
@@ -335,7 +339,7 @@ type batcherTest struct {
 
 func newBatcherTest(t *testing.T) *batcherTest {
 	bt := &batcherTest{t: t, fake: newFakeACL(), queued: make(chan struct{}, 64)}
-	bt.b = newACLBatcher(bt.fake.update)
+	bt.b = newACLBatcher(bt.fake.read, bt.fake.write)
 	bt.b.queued = func(string) { bt.queued <- struct{}{} }
 	return bt
 }
@@ -350,10 +354,10 @@ func (bt *batcherTest) start(ctx context.Context, ch aclChange) <-chan error {
 	return done
 }
 
-// finishUpdate waits for the next update to start and ends it with err.
+// finishUpdate waits for the next write to start and ends it with err.
 func (bt *batcherTest) finishUpdate(err error) {
 	bt.t.Helper()
-	testutil.Await(bt.t, bt.fake.started, 1, "an update")
+	testutil.Await(bt.t, bt.fake.started, 1, "an ACL write")
 	bt.fake.finish <- err
 }
 
@@ -376,9 +380,9 @@ func (bt *batcherTest) finishUntil(done <-chan error) error {
 func TestACLBatchKeepsTheOrderOfChanges(t *testing.T) {
 	bt := newBatcherTest(t)
 	first := bt.start(context.Background(), aclChange{keyID: "k0", read: true})
-	testutil.Await(t, bt.fake.started, 1, "the first update")
-	// Queued while the first update is in flight: both ride on the next,
-	// and each key ends as its last change says.
+	testutil.Await(t, bt.fake.started, 1, "the first write")
+	// Queued while the first write is in flight: all four ride on the next
+	// update, and each key ends as its last change says.
 	changes := []aclChange{
 		{keyID: "k1", read: true, write: true},
 		{keyID: "k1", remove: true},
@@ -396,19 +400,19 @@ func TestACLBatchKeepsTheOrderOfChanges(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	acl, batches := bt.fake.state()
-	if len(batches) != 2 || !slices.Equal(batches[1], changes) {
-		t.Fatalf("updates carried %v, want the first change, then the other four in the order asked", batches)
+	acl, writes := bt.fake.state()
+	if writes != 2 {
+		t.Errorf("%d writes, want 2: the first change's, then one for the four that waited", writes)
 	}
 	if !slices.Equal(acl.ReadKeyIDs, []string{"k0"}) || !slices.Equal(acl.WriteKeyIDs, []string{"k2"}) {
-		t.Errorf("ACL = %+v, want read [k0] and write [k2]", acl)
+		t.Errorf("ACL = %+v, want read [k0] and write [k2]: each key as its last change says", acl)
 	}
 }
 
 func TestACLBatchFailureReachesEveryChangeItCarried(t *testing.T) {
 	bt := newBatcherTest(t)
 	first := bt.start(context.Background(), aclChange{keyID: "k0", read: true})
-	testutil.Await(t, bt.fake.started, 1, "the first update")
+	testutil.Await(t, bt.fake.started, 1, "the first write")
 	carried := []<-chan error{
 		bt.start(context.Background(), aclChange{keyID: "k1", read: true}),
 		bt.start(context.Background(), aclChange{keyID: "k0", remove: true}),
@@ -434,7 +438,7 @@ func TestACLBatchWithdrawsTheChangesOfCallersThatLeft(t *testing.T) {
 	t.Run("queued", func(t *testing.T) {
 		bt := newBatcherTest(t)
 		first := bt.start(context.Background(), aclChange{keyID: "k0", read: true})
-		testutil.Await(t, bt.fake.started, 1, "the first update")
+		testutil.Await(t, bt.fake.started, 1, "the first write")
 		ctx, cancel := context.WithCancel(context.Background())
 		left := bt.start(ctx, aclChange{keyID: "k1", read: true})
 		stays := bt.start(context.Background(), aclChange{keyID: "k2", read: true})
@@ -449,20 +453,19 @@ func TestACLBatchWithdrawsTheChangesOfCallersThatLeft(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		acl, batches := bt.fake.state()
-		if !slices.Equal(acl.ReadKeyIDs, []string{"k0", "k2"}) || len(batches) != 2 || len(batches[1]) != 1 {
-			t.Errorf("ACL %+v after updates %v: k1 was sent although its caller had left", acl, batches)
+		if acl, _ := bt.fake.state(); !slices.Equal(acl.ReadKeyIDs, []string{"k0", "k2"}) {
+			t.Errorf("ACL %+v: k1 was written although its caller had left", acl)
 		}
 	})
 	t.Run("in flight", func(t *testing.T) {
 		bt := newBatcherTest(t)
 		first := bt.start(context.Background(), aclChange{keyID: "k0", read: true})
-		testutil.Await(t, bt.fake.started, 1, "the first update")
+		testutil.Await(t, bt.fake.started, 1, "the first write")
 		ctx, cancel := context.WithCancel(context.Background())
 		left := bt.start(ctx, aclChange{keyID: "k1", read: true})
 		stays := bt.start(context.Background(), aclChange{keyID: "k2", read: true})
 		bt.fake.finish <- nil
-		testutil.Await(t, bt.fake.started, 1, "the update carrying k1 and k2")
+		testutil.Await(t, bt.fake.started, 1, "the write carrying k1 and k2")
 		cancel()
 		if err := result(t, left, "the change whose caller left"); !errors.Is(err, context.Canceled) {
 			t.Fatalf("left: %v", err)
@@ -480,19 +483,19 @@ func TestACLBatchWithdrawsTheChangesOfCallersThatLeft(t *testing.T) {
 		if err := bt.finishUntil(later); err != nil {
 			t.Fatal(err)
 		}
-		if acl, batches := bt.fake.state(); !slices.Equal(acl.ReadKeyIDs, []string{"k0", "k2", "k3"}) {
-			t.Errorf("ACL %+v after updates %v, want k1, whose caller left, taken out again", acl, batches)
+		if acl, _ := bt.fake.state(); !slices.Equal(acl.ReadKeyIDs, []string{"k0", "k2", "k3"}) {
+			t.Errorf("ACL %+v, want k1, whose caller left, taken out again", acl)
 		}
 	})
 	t.Run("every caller left", func(t *testing.T) {
 		bt := newBatcherTest(t)
 		ctx, cancel := context.WithCancel(context.Background())
-		left := bt.start(ctx, aclChange{keyID: "k1", remove: true})
-		testutil.Await(t, bt.fake.started, 1, "the update")
+		left := bt.start(ctx, aclChange{keyID: "k1", read: true})
+		testutil.Await(t, bt.fake.started, 1, "the write")
 		cancel()
 		if err := result(t, left, "the change whose caller left"); !errors.Is(err, context.Canceled) {
 			t.Fatalf("left: %v", err)
 		}
-		testutil.Await(t, bt.fake.cancelled, 1, "the update cancelled")
+		testutil.Await(t, bt.fake.cancelled, 1, "the write cancelled")
 	})
 }

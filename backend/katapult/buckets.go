@@ -47,24 +47,6 @@ func (c *connection) ungrant(ctx context.Context, bucket, id string) error {
 	return err
 }
 
-// updateACL reads the bucket's ACL, applies the changes in the order they
-// were asked for, and writes it back if that changed it. The aclBatcher
-// makes sure only one update of a bucket is in flight at a time.
-func (c *connection) updateACL(ctx context.Context, bucket string, changes []aclChange) error {
-	acl, err := c.readACL(ctx, bucket)
-	if err != nil {
-		return err
-	}
-	changed := false
-	for _, ch := range changes {
-		changed = ch.apply(&acl) || changed
-	}
-	if !changed {
-		return nil
-	}
-	return c.writeACL(ctx, bucket, acl)
-}
-
 // readACL uses GET …/buckets/bucket, which the reference does not list but
 // Katapult's spec and recorded traffic have.
 func (c *connection) readACL(ctx context.Context, bucket string) (bucketACL, error) {

@@ -57,7 +57,7 @@ func newConnection(cfg provider.ConnectionConfig, org orgLookup) *connection {
 		token:   cfg.Values.String(fieldAPIToken),
 		tokenID: cfg.Values.String(fieldAPITokenID),
 	}
-	c.acls = newACLBatcher(c.updateACL)
+	c.acls = newACLBatcher(c.readACL, c.writeACL)
 	return c
 }
 
