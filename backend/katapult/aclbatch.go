@@ -34,7 +34,7 @@ type aclBatcher struct {
 	queued func(bucket string)
 
 	mu sync.Mutex
-	// queues holds the buckets with an update in flight.
+	// queues holds the buckets whose updates are running.
 	queues map[string]*aclQueue
 }
 
@@ -109,7 +109,9 @@ func (b *aclBatcher) change(ctx context.Context, bucket string, ch aclChange) er
 
 // run makes the bucket's updates until no change waits. Each reads the ACL,
 // then takes every change waiting by then, applies them in the order they
-// were asked for, and writes the ACL back if that changed it.
+// were asked for, and writes the ACL back if that changed it. A read whose
+// callers all left meanwhile is let finish (its answer then goes unused):
+// it is one bounded GET, and changes asked for meanwhile can still use it.
 func (b *aclBatcher) run(ctx context.Context, bucket string, q *aclQueue) {
 	for {
 		b.mu.Lock()

@@ -25,9 +25,11 @@ import (
 const aclSeedEnv = "KATAPULT_ACL_SEED"
 
 // TestACLStaysExactUnderConcurrentChanges runs seeded rounds of concurrent
-// issues and revokes on two buckets. After each round, with nothing in
-// flight, each bucket's lists must hold exactly the keys of the live
-// credentials whose role grants it, once each.
+// issues and revokes on two buckets; in some rounds one ACL write fails,
+// and the failed issues are rolled back and the failed revokes retried, as
+// the engine and Vault do. After each round, with nothing in flight, each
+// bucket's lists must hold exactly the keys of the live credentials whose
+// role grants it, once each.
 func TestACLStaysExactUnderConcurrentChanges(t *testing.T) {
 	seed := uint64(21)
 	if s := os.Getenv(aclSeedEnv); s != "" {
@@ -41,8 +43,11 @@ func TestACLStaysExactUnderConcurrentChanges(t *testing.T) {
 	h := newHarness(t, func(o *katapult.Options) { o.RateLimit = 1 << 20 })
 	// A little latency on the ACL calls lets more changes meet in one
 	// update; what the test checks does not depend on how many do.
-	h.srv.AddFault(sandboxLatency(http.MethodGet, pathBucketFault, 2))
-	h.srv.AddFault(sandboxLatency(http.MethodPatch, pathBucketFault, 2))
+	latency := func() {
+		h.srv.AddFault(sandboxLatency(http.MethodGet, pathBucketFault, 2))
+		h.srv.AddFault(sandboxLatency(http.MethodPatch, pathBucketFault, 2))
+	}
+	latency()
 	roles := []provider.Values{
 		{fieldReadBuckets: []string{"assets"}},
 		{fieldWriteBuckets: []string{"logs"}},
@@ -56,14 +61,33 @@ func TestACLStaysExactUnderConcurrentChanges(t *testing.T) {
 	}
 	var live []lease
 	const minOps = 240
+	failed := 0
 	for ops, round := 0, 0; ops < minOps; round++ {
 		var (
-			mu      sync.Mutex
-			wg      sync.WaitGroup
-			issued  []lease
-			revoked []lease
-			errs    []error
+			mu            sync.Mutex
+			wg            sync.WaitGroup
+			issued        []lease
+			failedIssues  []string
+			failedRevokes []lease
+			errs          []error
 		)
+		if rng.IntN(4) == 0 {
+			// Ahead of the latency faults: the sandbox applies the first
+			// one that matches.
+			h.srv.ClearFaults()
+			h.srv.AddFault(sandbox.Fault{Method: http.MethodPatch, Path: pathBucketFault, Status: http.StatusInternalServerError, Times: 1})
+			latency()
+		}
+		// failure records an error: the injected 500 is expected, anything
+		// else fails the test.
+		failure := func(err error) bool {
+			if provider.StatusOf(err) != http.StatusInternalServerError {
+				errs = append(errs, err)
+				return false
+			}
+			failed++
+			return true
+		}
 		for range 1 + rng.IntN(8) {
 			ops++
 			if len(live) > 0 && rng.IntN(2) == 0 {
@@ -74,11 +98,9 @@ func TestACLStaysExactUnderConcurrentChanges(t *testing.T) {
 					err := h.conn.Revoke(context.Background(), l.cred.Ref)
 					mu.Lock()
 					defer mu.Unlock()
-					if err != nil {
-						errs = append(errs, err)
-						return
+					if err != nil && failure(err) {
+						failedRevokes = append(failedRevokes, l)
 					}
-					revoked = append(revoked, l)
 				})
 				continue
 			}
@@ -88,16 +110,29 @@ func TestACLStaysExactUnderConcurrentChanges(t *testing.T) {
 				cred, err := h.conn.Issue(context.Background(), provider.IssueRequest{RoleName: "app", Role: role, Name: name})
 				mu.Lock()
 				defer mu.Unlock()
-				if err != nil {
-					errs = append(errs, err)
-					return
+				switch {
+				case err == nil:
+					issued = append(issued, lease{cred, role})
+				case failure(err):
+					failedIssues = append(failedIssues, name)
 				}
-				issued = append(issued, lease{cred, role})
 			})
 		}
 		wg.Wait()
 		if len(errs) > 0 {
 			t.Fatalf("round %d: %v", round, errors.Join(errs...))
+		}
+		h.srv.ClearFaults()
+		latency()
+		for _, name := range failedIssues {
+			if err := h.conn.Rollback(context.Background(), provider.RollbackRequest{Name: name}); err != nil {
+				t.Fatalf("round %d: rollback of %s: %v", round, name, err)
+			}
+		}
+		for _, l := range failedRevokes {
+			if err := h.conn.Revoke(context.Background(), l.cred.Ref); err != nil {
+				t.Fatalf("round %d: revoke again: %v", round, err)
+			}
 		}
 		live = append(live, issued...)
 		want := map[string][]string{}
@@ -130,7 +165,7 @@ func TestACLStaysExactUnderConcurrentChanges(t *testing.T) {
 		}
 	}
 	h.assertClean()
-	t.Logf("ACL calls: %d GETs and %d PATCHes", h.srv.Calls()[routeGetBucket], h.srv.Calls()[routePatchBkt])
+	t.Logf("ACL calls: %d GETs and %d PATCHes; %d issues and revokes failed on an injected ACL write failure", h.srv.Calls()[routeGetBucket], h.srv.Calls()[routePatchBkt], failed)
 }
 
 // bucketReads is a Hold of the ACL reads (GET of a bucket) once armed.
