@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"sync"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
 )
@@ -19,30 +18,6 @@ type bucketACL struct {
 	WriteKeyIDs []string `json:"write_key_ids"`
 }
 
-// bucketLocks serializes the read-modify-writes of one bucket's ACL within
-// the connection, so concurrent leases never overwrite each other's grant.
-type bucketLocks struct {
-	mu    sync.Mutex
-	locks map[string]chan struct{}
-}
-
-// lock waits for the bucket, or for ctx to end.
-func (l *bucketLocks) lock(ctx context.Context, bucket string) (unlock func(), err error) {
-	l.mu.Lock()
-	ch := l.locks[bucket]
-	if ch == nil {
-		ch = make(chan struct{}, 1)
-		l.locks[bucket] = ch
-	}
-	l.mu.Unlock()
-	select {
-	case ch <- struct{}{}:
-		return func() { <-ch }, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("katapult: waiting for another change to the ACL of bucket %s: %w", bucket, ctx.Err())
-	}
-}
-
 // grantBuckets adds the key to the ACL of every bucket of the role and
 // returns the buckets, sorted. A bucket that does not exist is the
 // operator's to fix.
@@ -50,11 +25,7 @@ func (c *connection) grantBuckets(ctx context.Context, id string, role provider.
 	read, write := role.Strings(fieldReadBuckets), role.Strings(fieldWriteBuckets)
 	buckets := union(read, write)
 	for _, bucket := range buckets {
-		canRead, canWrite := slices.Contains(read, bucket), slices.Contains(write, bucket)
-		err := c.changeACL(ctx, bucket, func(acl *bucketACL) bool {
-			added := canRead && addID(&acl.ReadKeyIDs, id)
-			return canWrite && addID(&acl.WriteKeyIDs, id) || added
-		})
+		err := c.acls.change(ctx, bucket, aclChange{keyID: id, read: slices.Contains(read, bucket), write: slices.Contains(write, bucket)})
 		if codeOf(err) == codeBucketNotFound {
 			return nil, fmt.Errorf("%w: the role grants bucket %q, which organization %q does not have in %s: create the bucket or fix read_buckets/write_buckets: %w",
 				provider.ErrInvalidInput, bucket, c.org.value, c.region, err)
@@ -69,29 +40,11 @@ func (c *connection) grantBuckets(ctx context.Context, id string, role provider.
 // ungrant takes the key out of both lists of the bucket's ACL. A bucket
 // that is gone holds no ACL any more.
 func (c *connection) ungrant(ctx context.Context, bucket, id string) error {
-	err := c.changeACL(ctx, bucket, func(acl *bucketACL) bool {
-		removed := removeID(&acl.ReadKeyIDs, id)
-		return removeID(&acl.WriteKeyIDs, id) || removed
-	})
+	err := c.acls.change(ctx, bucket, aclChange{keyID: id, remove: true})
 	if codeOf(err) == codeBucketNotFound {
 		return nil
 	}
 	return err
-}
-
-// changeACL reads the bucket's ACL, lets change edit it, and writes it back
-// if change says it changed, all under the bucket's lock.
-func (c *connection) changeACL(ctx context.Context, bucket string, change func(*bucketACL) bool) error {
-	unlock, err := c.buckets.lock(ctx, bucket)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	acl, err := c.readACL(ctx, bucket)
-	if err != nil || !change(&acl) {
-		return err
-	}
-	return c.writeACL(ctx, bucket, acl)
 }
 
 // readACL uses GET …/buckets/bucket, which the reference does not list but

@@ -19,12 +19,13 @@ const maxRateLimitRetries = 2
 // connection is one Katapult organization reached with one API token. It is
 // shared by every request on the Vault connection.
 type connection struct {
-	name    string
-	client  provider.Client
-	org     orgLookup
-	region  string
-	budget  *rateBudget
-	buckets bucketLocks
+	name   string
+	client provider.Client
+	org    orgLookup
+	region string
+	budget *rateBudget
+	// acls group-commits the changes to bucket ACLs.
+	acls *aclBatcher
 
 	mu sync.Mutex
 	// token is the API token's secret; rotate-root replaces it.
@@ -39,7 +40,7 @@ func newConnection(cfg provider.ConnectionConfig, org orgLookup) *connection {
 		region = defaultRegion
 	}
 	budget := &rateBudget{}
-	return &connection{
+	c := &connection{
 		name: cfg.Name,
 		client: provider.Client{
 			Provider: Name,
@@ -53,10 +54,11 @@ func newConnection(cfg provider.ConnectionConfig, org orgLookup) *connection {
 		org:     org,
 		region:  region,
 		budget:  budget,
-		buckets: bucketLocks{locks: map[string]chan struct{}{}},
 		token:   cfg.Values.String(fieldAPIToken),
 		tokenID: cfg.Values.String(fieldAPITokenID),
 	}
+	c.acls = newACLBatcher(c.readACL, c.writeACL)
+	return c
 }
 
 // Close implements provider.Connection. Nothing is cached that needs ending.

@@ -75,13 +75,24 @@ type harness struct {
 // ACLs there, so only the plugin's own cleaning can leave them clean.
 func newHarness(t *testing.T, opts ...func(*katapult.Options)) *harness {
 	t.Helper()
+	return newHookedHarness(t, nil, opts...)
+}
+
+// newHookedHarness is newHarness with before, when set, run on every
+// request ahead of the emulator (see testutil.Hooked).
+func newHookedHarness(t *testing.T, before func(*http.Request), opts ...func(*katapult.Options)) *harness {
+	t.Helper()
 	fastRetries(t)
 	emuOpts := katapult.Options{Organizations: seededOrgs(), Tokens: seededTokens(), ProvisioningDelay: -1, DeletedKeysStayInACLs: true}
 	for _, o := range opts {
 		o(&emuOpts)
 	}
 	emu := katapult.New(emuOpts)
-	srv := testutil.StartEmulator(t, emu)
+	var served sandbox.Emulator = emu
+	if before != nil {
+		served = testutil.Hooked{Emulator: emu, Before: before}
+	}
+	srv := testutil.StartEmulator(t, served)
 	h := &harness{t: t, emu: emu, srv: srv, logs: &testutil.LogBuffer{}}
 	h.conn = h.connect(provider.Values{fieldAPIToken: userToken, fieldOrganization: subDomain})
 	t.Cleanup(h.assertNoSecretsLogged)

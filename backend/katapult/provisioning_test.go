@@ -2,7 +2,6 @@ package katapult
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -126,24 +125,4 @@ func TestConcurrentIssuesShareABucketACL(t *testing.T) {
 	}
 	wg.Wait()
 	h.assertClean()
-}
-
-func TestBucketLockHonoursTheContext(t *testing.T) {
-	locks := bucketLocks{locks: map[string]chan struct{}{}}
-	unlock, err := locks.lock(context.Background(), "assets")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	if _, err := locks.lock(ctx, "assets"); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("second lock: %v", err)
-	}
-	if _, err := locks.lock(context.Background(), "logs"); err != nil {
-		t.Fatalf("another bucket is blocked: %v", err)
-	}
-	unlock()
-	if _, err := locks.lock(context.Background(), "assets"); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -49,12 +49,13 @@ type options struct {
 	timeout      time.Duration
 	pprofDir     string
 	cliReads     int
+	aclSlice     time.Duration
 	phases       map[string]bool
 	compare      string
 }
 
 // allPhases are the bench's phases in the order they run.
-var allPhases = []string{"breakdown", "cli", "latency", "throughput", "revoke", "rss"}
+var allPhases = []string{"breakdown", "cli", "latency", "throughput", "bucket-acl", "revoke", "rss"}
 
 func main() {
 	var o options
@@ -68,6 +69,7 @@ func main() {
 	flag.IntVar(&o.warm, "warm", 20, "warm-up reads per provider before measuring")
 	flag.DurationVar(&o.slice, "slice", 500*time.Millisecond, "length of one throughput slice")
 	flag.IntVar(&o.rounds, "rounds", 6, "throughput slices per side (KV, creds) per provider and concurrency")
+	flag.DurationVar(&o.aclSlice, "acl-slice", 2*time.Second, "length of one slice of the bucket-acl phase (20 ms per upstream call)")
 	flag.IntVar(&o.revokeLeases, "revoke-leases", 1000, "leases revoked in each mass revoke")
 	flag.Float64Var(&o.revokeRate, "revoke-rate", 50, "upstream DELETE rate limit during the mass revoke, per second")
 	flag.IntVar(&o.revokeBurst, "revoke-burst", 50, "upstream DELETE burst during the mass revoke")
@@ -102,6 +104,7 @@ func main() {
 	}
 	if *quick {
 		o.reads, o.readsSlow, o.warm, o.slice, o.rounds, o.cliReads = 30, 20, 5, 300*time.Millisecond, 1, 5
+		o.aclSlice = time.Second
 		o.revokeLeases, o.revokeRate, o.revokeBurst, o.revokeLimit, o.rssLeases = 100, 50, 20, time.Minute, 500
 		// A smoke run never overwrites the recorded results unless told to.
 		if !explicit["out"] {
@@ -135,6 +138,7 @@ type results struct {
 	compare      *compareResult
 	cli          breakdownResult
 	throughput   []throughputResult
+	bucketACL    []aclResult
 	revokes      []revokeResult
 	rss          rssResult
 	elapsed      time.Duration
@@ -175,7 +179,7 @@ func run(o options) error {
 		return err
 	}
 	defer v.Stop()
-	mounts := []string{"storyden", "storx", "katapult", "dstor", "storable", "revoke-sync", "revoke-async", "rss"}
+	mounts := []string{"storyden", "storx", "katapult", "katapult-bucket", "dstor", "storable", "revoke-sync", "revoke-async", "rss"}
 	if err := v.register(ctx, root, plugin, pluginVersion, mounts...); err != nil {
 		return err
 	}
@@ -263,6 +267,16 @@ func run(o options) error {
 					return ctx.Err()
 				}
 			}
+		}
+	}
+
+	if o.phases["bucket-acl"] {
+		t, err := newKatapultBucket(c, emus, "katapult-bucket")
+		if err != nil {
+			return err
+		}
+		if res.bucketACL, err = measureBucketACL(ctx, c, t, o.warm, o.rounds, o.aclSlice); err != nil {
+			return err
 		}
 	}
 

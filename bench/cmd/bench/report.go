@@ -213,9 +213,11 @@ func markdown(res *results) string {
 		rs.leases, rs.issueTime.Round(100*time.Millisecond), rs.totalLeases)
 	w("| when | plugin RSS | vault RSS |\n|---|---:|---:|\n")
 	w("| plugin just started, mounts configured | %s | — |\n", mib(rs.pluginAtStart))
-	w("| before the %d leases (after sections 1–4) | %s | %s |\n", rs.leases, mib(rs.pluginBefore), mib(rs.vaultBefore))
+	w("| before the %d leases (after the other sections) | %s | %s |\n", rs.leases, mib(rs.pluginBefore), mib(rs.vaultBefore))
 	w("| with the %d leases live | %s | %s |\n", rs.leases, mib(rs.pluginAfter), mib(rs.vaultAfter))
 	w("| growth per lease | %s | %s |\n", perLease(rs.pluginAfter-rs.pluginBefore, rs.leases), perLease(rs.vaultAfter-rs.vaultBefore, rs.leases))
+
+	w("%s", bucketACLMarkdown(res.bucketACL, o))
 
 	if res.compare != nil {
 		w("\n%s", compareMarkdown(res.compare, o))
@@ -252,6 +254,7 @@ func targetLines(res *results) []string {
 			out = append(out, fmt.Sprintf("%s upstream calls per credential: %.2f (floor %g): %s", r.provider, per, r.floor, verdict(math.Abs(per-r.floor) < 1e-9)))
 		}
 	}
+	out = append(out, bucketACLTargets(res.bucketACL)...)
 	for _, r := range res.revokes {
 		got := ratio(r.elapsed, r.floor)
 		out = append(out, fmt.Sprintf("mass revoke (%s) of %d leases: %.2f× the rate-limit floor (target ≤ %.0f×), %d orphans: %s", r.mode, r.leases, got, targetRevokeRatio, r.orphans,
