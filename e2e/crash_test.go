@@ -109,15 +109,6 @@ func TestCrash_WALRollbackDeletesKeyCreatedBeforeTheLeaseWasStored(t *testing.T)
 	assertNoSecretsInLogs(t, v.logPath)
 }
 
-func isLive(upstream *sandbox.Server, id string) bool {
-	for _, o := range upstream.Objects() {
-		if o.ID == id {
-			return o.Live
-		}
-	}
-	return false
-}
-
 func firstLine(s string) string {
 	s = strings.TrimSpace(s)
 	if i := strings.IndexByte(s, '\n'); i >= 0 {

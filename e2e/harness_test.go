@@ -8,8 +8,11 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +34,9 @@ var pluginVersion = envOr("PLUGIN_VERSION", "v0.1.0")
 
 const pluginName = devvault.PluginName
 
+// walMinAgeEnv is what the plugin reads its WAL rollback's minimum age from.
+const walMinAgeEnv = "APIKEYS_WAL_ROLLBACK_MIN_AGE"
+
 // vault is the one server every test in the package shares.
 var vault *vaultServer
 
@@ -38,7 +44,12 @@ var vault *vaultServer
 type vaultServer struct {
 	*devvault.Server
 	client *api.Client
+	// pluginDir is the server's plugin_directory.
+	pluginDir string
 }
+
+// pluginPath is this tree's plugin binary, built by TestMain at pluginVersion.
+var pluginPath string
 
 func TestMain(m *testing.M) {
 	code, err := run(m)
@@ -63,7 +74,8 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	vault, err = startVault(bin, dir)
+	pluginPath = plugin
+	vault, err = startVault(bin, dir, "")
 	if err != nil {
 		return 0, err
 	}
@@ -125,10 +137,11 @@ func buildPlugin(dir string) (string, error) {
 	return devvault.BuildPlugin(context.Background(), "..", dir, pluginName, pluginVersion)
 }
 
-// startVault runs the shared dev server, at trace level so that the secret
-// scan sees everything the plugin logs.
-func startVault(bin, dir string) (*vaultServer, error) {
-	server, err := devvault.Start(bin, dir, "trace", "")
+// startVault runs a dev server in dir, with extraConfig (HCL) added to its
+// configuration, at trace level so that the secret scan sees everything the
+// plugin logs.
+func startVault(bin, dir, extraConfig string) (*vaultServer, error) {
+	server, err := devvault.Start(bin, dir, "trace", extraConfig)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +153,49 @@ func startVault(bin, dir string) (*vaultServer, error) {
 		return nil, err
 	}
 	client.SetToken(server.Token)
-	return &vaultServer{Server: server, client: client}, nil
+	return &vaultServer{Server: server, client: client, pluginDir: filepath.Join(dir, "plugins")}, nil
+}
+
+// startOwnVault starts a dev server of the test's own, for what the shared
+// one must not see: other plugin versions in the catalog, raw storage reads,
+// or plugin reloads, which restart the one plugin process that serves every
+// mount of a plugin version. The server's log is scanned for secrets, and
+// its tail printed if the test fails.
+func startOwnVault(t *testing.T, extraConfig string) *vaultServer {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "plugins"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	v, err := startVault(vault.Bin, dir, extraConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		v.Stop()
+		if leaked := leakedSecrets(v.Log()); len(leaked) > 0 {
+			t.Errorf("the log of %s's vault server contains secrets: %s", t.Name(), strings.Join(leaked, ", "))
+		}
+		if t.Failed() {
+			t.Logf("--- last lines of %s's vault server log ---\n%s", t.Name(), devvault.LogTail(v.LogPath, 80))
+		}
+	})
+	return v
+}
+
+// addPlugin copies a plugin binary into v's plugin directory as file (Vault
+// runs nothing from outside it, links included) and returns the copy's path.
+func (v *vaultServer) addPlugin(t *testing.T, binary, file string) string {
+	t.Helper()
+	data, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(v.pluginDir, file)
+	if err := os.WriteFile(path, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func (v *vaultServer) env() []string {
@@ -165,13 +220,18 @@ type cliResult struct {
 	err            error
 }
 
-// cli runs the real vault CLI against the test server, with stdin when given.
+// cli runs the real vault CLI against the shared server, with stdin when given.
 func cli(t *testing.T, stdin string, args ...string) cliResult {
 	t.Helper()
+	return vault.cli(stdin, args...)
+}
+
+// cli runs the real vault CLI against v, with stdin when given.
+func (v *vaultServer) cli(stdin string, args ...string) cliResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, vault.Bin, args...)
-	cmd.Env = vault.env()
+	cmd := exec.CommandContext(ctx, v.Bin, args...)
+	cmd.Env = v.env()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if stdin != "" {
@@ -181,20 +241,32 @@ func cli(t *testing.T, stdin string, args ...string) cliResult {
 	return cliResult{stdout: stdout.String(), stderr: stderr.String(), err: err}
 }
 
-// mustCLI runs the CLI and fails the test unless it succeeds.
+// mustCLI runs the CLI against the shared server and fails the test unless it succeeds.
 func mustCLI(t *testing.T, stdin string, args ...string) string {
 	t.Helper()
-	r := cli(t, stdin, args...)
+	return vault.mustCLI(t, stdin, args...)
+}
+
+// mustCLI runs the CLI against v and fails the test unless it succeeds.
+func (v *vaultServer) mustCLI(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	r := v.cli(stdin, args...)
 	if r.err != nil {
 		t.Fatalf("vault %s: %v\n%s", strings.Join(args, " "), r.err, r.stderr)
 	}
 	return r.stdout
 }
 
-// cliJSON runs the CLI (VAULT_FORMAT=json) and decodes its output.
+// cliJSON runs the CLI (VAULT_FORMAT=json) against the shared server and decodes its output.
 func cliJSON(t *testing.T, args ...string) *api.Secret {
 	t.Helper()
-	out := mustCLI(t, "", args...)
+	return vault.cliJSON(t, args...)
+}
+
+// cliJSON runs the CLI (VAULT_FORMAT=json) against v and decodes its output.
+func (v *vaultServer) cliJSON(t *testing.T, args ...string) *api.Secret {
+	t.Helper()
+	out := v.mustCLI(t, "", args...)
 	var secret api.Secret
 	if err := json.Unmarshal([]byte(out), &secret); err != nil {
 		t.Fatalf("vault %s printed no JSON secret: %v\n%s", strings.Join(args, " "), err, out)
@@ -261,4 +333,59 @@ func liveObjects(srv interface{ Objects() []sandbox.Object }, kind string) int {
 		}
 	}
 	return n
+}
+
+// liveKeyObjects lists the live objects upstream (of the emulators whose
+// objects are all keys: the live keys).
+func liveKeyObjects(upstream interface{ Objects() []sandbox.Object }) []sandbox.Object {
+	var live []sandbox.Object
+	for _, o := range upstream.Objects() {
+		if o.Live {
+			live = append(live, o)
+		}
+	}
+	return live
+}
+
+// leasesUnder lists the lease ids Vault holds under prefix (e.g.
+// "storyden/creds/app/"), through sys/leases/lookup.
+func leasesUnder(t *testing.T, client *api.Client, prefix string) []string {
+	t.Helper()
+	secret, err := client.Logical().List("sys/leases/lookup/" + prefix)
+	if err != nil {
+		t.Fatalf("list leases under %s: %v", prefix, err)
+	}
+	if secret == nil || secret.Data["keys"] == nil {
+		return nil
+	}
+	var ids []string
+	for _, k := range secret.Data["keys"].([]any) {
+		ids = append(ids, prefix+k.(string))
+	}
+	return ids
+}
+
+// isLive reports whether the upstream object with id exists and grants access.
+func isLive(upstream interface{ Objects() []sandbox.Object }, id string) bool {
+	for _, o := range upstream.Objects() {
+		if o.ID == id {
+			return o.Live
+		}
+	}
+	return false
+}
+
+// sha256File is the hex SHA-256 of a file, as vault plugin register -sha256 takes it.
+func sha256File(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -8,11 +8,8 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,9 +24,6 @@ import (
 	storydenemu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storyden"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/devvault"
 )
-
-// walMinAgeEnv is what the plugin reads its WAL rollback's minimum age from.
-const walMinAgeEnv = "APIKEYS_WAL_ROLLBACK_MIN_AGE"
 
 // runVault runs the vault CLI against addr, with stdin when given, bounded
 // by limit. extraEnv comes last, so it wins.
@@ -99,49 +93,6 @@ func configureStoryden(t *testing.T, addr, token, mount string, upstream *sandbo
 	mustVault(t, addr, token, sdPassword, "write", mount+"/config/main", "provider=storyden",
 		"base_url="+upstream.URL(), "allow_http=true", "username="+sdAdmin, "password=-")
 	mustVault(t, addr, token, "", "write", mount+"/roles/app", "connection=main", "ttl=5m", "max_ttl=1h")
-}
-
-// liveKeyObjects lists the live access keys upstream.
-func liveKeyObjects(upstream *sandbox.Server) []sandbox.Object {
-	var live []sandbox.Object
-	for _, o := range upstream.Objects() {
-		if o.Live {
-			live = append(live, o)
-		}
-	}
-	return live
-}
-
-// leasesUnder lists the lease ids Vault holds under prefix (e.g.
-// "storyden/creds/app/"), through sys/leases/lookup.
-func leasesUnder(t *testing.T, client *api.Client, prefix string) []string {
-	t.Helper()
-	secret, err := client.Logical().List("sys/leases/lookup/" + prefix)
-	if err != nil {
-		t.Fatalf("list leases under %s: %v", prefix, err)
-	}
-	if secret == nil || secret.Data["keys"] == nil {
-		return nil
-	}
-	var ids []string
-	for _, k := range secret.Data["keys"].([]any) {
-		ids = append(ids, prefix+k.(string))
-	}
-	return ids
-}
-
-func sha256File(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // killGroup SIGKILLs the process group pgid: a Vault server and the plugin
