@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 
 PLUGIN      := vault-plugin-secrets-apikeys
-VERSION     ?= v0.1.0
+VERSION     ?= v0.2.0-dev
 MODULE      := $(shell go list -m)
 LDFLAGS     := -s -w -X $(MODULE)/backend.Version=$(VERSION)
 BIN_DIR     := bin

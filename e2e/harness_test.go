@@ -30,7 +30,7 @@ import (
 )
 
 // pluginVersion is built into the binary and registered in Vault's catalog.
-var pluginVersion = envOr("PLUGIN_VERSION", "v0.1.0")
+var pluginVersion = envOr("PLUGIN_VERSION", "v0.2.0-dev")
 
 const pluginName = devvault.PluginName
 

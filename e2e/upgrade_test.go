@@ -27,10 +27,9 @@ const (
 	// this clone's own git history.
 	releasedVersion = "v0.1.0"
 	releasedCommit  = "0af98862e4300374c1f3c4da2ccc37d3e59dfd86"
-	// upgradeVersion is this tree's plugin in the upgrade test's catalog.
-	// It cannot be pluginVersion: make passes its VERSION, v0.1.0 unless
-	// given, as PLUGIN_VERSION, and the catalog holds this tree beside the
-	// release.
+	// upgradeVersion is this tree's plugin in the upgrade test's catalog,
+	// fixed rather than pluginVersion (make's VERSION, which anyone may set
+	// to v0.1.0), since the catalog holds this tree beside the release.
 	upgradeVersion = "v0.2.0-dev"
 	upgradeMount   = "apikeys"
 )

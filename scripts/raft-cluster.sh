@@ -14,7 +14,7 @@
 #   VAULT_BIN        vault binary (default: scripts/build-vault.sh)
 #   RUN_DIR          data, config, logs, pid files, init.json (default: bin/raft-cluster)
 #   PLUGIN_BINARY    plugin binary (default: bin/plugins/vault-plugin-secrets-apikeys; make build)
-#   PLUGIN_VERSION   version to register (default v0.1.0); must match the binary's
+#   PLUGIN_VERSION   version to register (default v0.2.0-dev); must match the binary's
 #   PLUGIN_ENV       space-separated KEY=VALUE pairs registered with the plugin
 #                    (vault plugin register -env), e.g. APIKEYS_WAL_ROLLBACK_MIN_AGE=5s
 #   RAFT_PORTS       six ports: api1 cluster1 api2 cluster2 api3 cluster3
@@ -68,7 +68,7 @@ fi
 vault="${VAULT_BIN:-$("$repo/scripts/build-vault.sh")}"
 plugin="${PLUGIN_BINARY:-$repo/bin/plugins/vault-plugin-secrets-apikeys}"
 [[ -x "$plugin" ]] || die "no plugin binary at $plugin: run make build or set PLUGIN_BINARY"
-version="${PLUGIN_VERSION:-v0.1.0}"
+version="${PLUGIN_VERSION:-v0.2.0-dev}"
 name="vault-plugin-secrets-apikeys"
 read -r -a ports <<<"${RAFT_PORTS:-18300 18301 18302 18303 18304 18305}"
 [[ ${#ports[@]} -eq 6 ]] || die "RAFT_PORTS needs six ports: api1 cluster1 api2 cluster2 api3 cluster3"

@@ -7,7 +7,7 @@
 #
 #   VAULT_ADDR, VAULT_TOKEN  the Vault to use (required)
 #   VAULT_BIN                vault binary (default: scripts/build-vault.sh)
-#   PLUGIN_VERSION           version to register (default v0.1.0); must match
+#   PLUGIN_VERSION           version to register (default v0.2.0-dev); must match
 #                            the version built into the binary
 # The binary must sit in the server's plugin_directory.
 set -euo pipefail
@@ -19,7 +19,7 @@ binary="${1:-}"
 shift
 [[ -n "${VAULT_ADDR:-}" && -n "${VAULT_TOKEN:-}" ]] || die "set VAULT_ADDR and VAULT_TOKEN"
 vault="${VAULT_BIN:-$("$(dirname "$0")/build-vault.sh")}"
-version="${PLUGIN_VERSION:-v0.1.0}"
+version="${PLUGIN_VERSION:-v0.2.0-dev}"
 name="vault-plugin-secrets-apikeys"
 
 sha="$(sha256sum "$binary" | cut -d' ' -f1)"
