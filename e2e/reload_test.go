@@ -100,10 +100,10 @@ func TestPluginReloadUnderLoad(t *testing.T) {
 		registerSecret(label, secret)
 	}
 	prefix := mount + "/creds"
-	v.mustCLI(t, dsAPIKey, "write", mount+"/config/dstor", "provider=dstor", "base_url="+dstor.URL()+"/v1", "api_key=-")
-	v.mustCLI(t, sdPassword, "write", mount+"/config/storyden", "provider=storyden", "base_url="+storyden.URL(),
+	v.mustCLI(t, dsAPIKey, "write", mount+"/config/dstor", "provider=dstor", "base_url="+dstor.URL()+"/v1", "allow_http=true", "api_key=-")
+	v.mustCLI(t, sdPassword, "write", mount+"/config/storyden", "provider=storyden", "base_url="+storyden.URL(), "allow_http=true",
 		"username="+sdAdmin, "password=-")
-	v.mustCLI(t, kpToken, "write", mount+"/config/katapult", "provider=katapult", "base_url="+katapult.URL()+"/core/v1",
+	v.mustCLI(t, kpToken, "write", mount+"/config/katapult", "provider=katapult", "base_url="+katapult.URL()+"/core/v1", "allow_http=true",
 		"organization=acme", "api_token=-")
 	// Long leases: only the revokes end them.
 	v.mustCLI(t, "", "write", mount+"/roles/dstor", "connection=dstor", "ttl=30m", "max_ttl=1h")
