@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
@@ -281,5 +282,30 @@ func TestLiveCapRefused(t *testing.T) {
 		env.mustOK(logical.UpdateOperation, "roles/app", map[string]any{fieldMaxLiveCredentials: 5})
 		env.mustBadRequest(logical.UpdateOperation, "roles/app", map[string]any{"connection": p}, want)
 		env.mustOK(logical.UpdateOperation, "roles/app", map[string]any{fieldMaxLiveCredentials: 0})
+	}
+}
+
+// TestLiveCapPerCluster: the count is each cluster's, as the inventory is
+// local storage: a performance secondary has its own slots, and a
+// performance standby leaves the decision to its active node (it answers
+// logical.ErrReadOnly, which Vault forwards, not a 429 from its own view).
+func TestLiveCapPerCluster(t *testing.T) {
+	env := newTestEnv(t)
+	env.setup(map[string]any{fieldMaxLiveCredentials: 1})
+	env.issue()
+	secondary, view := env.otherCluster(consts.ReplicationPerformanceSecondary, false)
+	if resp, err := handle(secondary, view, logical.ReadOperation, "creds/app", nil); err != nil || resp.IsError() {
+		t.Fatalf("the secondary's first issue: %v %v", resp, err)
+	}
+	if _, err := handle(secondary, view, logical.ReadOperation, "creds/app", nil); capStatus(err) != http.StatusTooManyRequests {
+		t.Fatalf("the secondary's second issue: want a 429, got %v", err)
+	}
+	standby, standbyView := env.otherCluster(consts.ReplicationPerformanceStandby, true)
+	standbyView.local = env.storage
+	if _, err := handle(standby, standbyView, logical.ReadOperation, "creds/app", nil); !errors.Is(err, logical.ErrReadOnly) {
+		t.Fatalf("the standby: want %v, got %v", logical.ErrReadOnly, err)
+	}
+	if n := len(env.liveKeys()); n != 2 {
+		t.Fatalf("%d keys live upstream, want one per cluster", n)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
@@ -250,10 +251,14 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 // reserveLive takes the issue's slot under the caps of its role and
 // connection. An issue bound by no cap takes none and never loads the
 // inventory: it is bound by the caps it read, as is an issue that read its
-// role just before a cap was written.
+// role just before a cap was written. A performance standby takes none
+// either: its WAL write fails with logical.ErrReadOnly and Vault forwards
+// the request to the active node, whose count alone is kept in step with
+// every issue and revoke of the cluster.
 func (b *backend) reserveLive(ctx context.Context, s logical.Storage, plan *issuePlan) (*slot, error) {
 	roleCap, connCap := plan.role.MaxLiveCredentials, plan.conn.MaxLiveCredentials
-	if (roleCap == 0 && connCap == 0) || !b.countsLive(plan.conn.Provider) {
+	if (roleCap == 0 && connCap == 0) || !b.countsLive(plan.conn.Provider) ||
+		b.System().ReplicationState().HasState(consts.ReplicationPerformanceStandby) {
 		return nil, nil
 	}
 	return b.live.reserve(ctx, s, plan.connName, plan.roleName, roleCap, connCap)
