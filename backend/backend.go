@@ -97,6 +97,9 @@ type backend struct {
 	recoveries *backoffs
 	// cluster caches this cluster's tag; see cluster.go.
 	cluster clusterTagCache
+	// live counts the live credentials of each connection for the caps of
+	// max_live_credentials; see livecap.go.
+	live *liveCounts
 }
 
 // Factory returns a new, set-up instance of the engine.
@@ -119,6 +122,7 @@ func newBackend(providers *registry) *backend {
 		periodicBudget: defaultPeriodicBudget,
 		itemBudget:     defaultItemBudget,
 		recoveries:     newBackoffs(),
+		live:           newLiveCounts(),
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -173,10 +177,15 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	if name, ok := strings.CutPrefix(key, configStoragePrefix); ok {
 		b.conns.drop(name)
 	}
+	if rest, ok := strings.CutPrefix(key, inventoryStoragePrefix); ok {
+		connection, _, _ := strings.Cut(rest, "/")
+		b.live.invalidate(connection)
+	}
 }
 
 func (b *backend) clean(_ context.Context) {
 	b.conns.dropAll()
+	b.live.dropAll()
 }
 
 // Vault runs the periodic function and then the WAL rollback in one

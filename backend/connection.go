@@ -46,6 +46,9 @@ type connectionEntry struct {
 	// Transport is how the connection reaches its upstream (TLS, proxy,
 	// http:// admitted); absent from connections stored before it existed.
 	Transport transportSettings `json:"transport,omitzero"`
+	// MaxLiveCredentials caps the live credentials of all the connection's
+	// roles together; 0 is no cap.
+	MaxLiveCredentials int `json:"max_live_credentials,omitempty"`
 }
 
 // objectTagLen is the length of a connection's tag in object names.

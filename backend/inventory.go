@@ -70,7 +70,9 @@ func (b *backend) forgetInventory(ctx context.Context, s logical.Storage, connec
 	}
 	if err := s.Delete(ctx, inventoryKey(connection, name)); err != nil {
 		b.Logger().Warn("could not drop an inventory entry", "connection", connection, "object", name, "error", err)
+		return
 	}
+	b.live.forget(connection, name)
 }
 
 // renewInventory records a lease's new end. Its error must fail the renew:

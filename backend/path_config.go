@@ -27,7 +27,7 @@ const (
 
 var commonConfigFields = map[string]bool{
 	fieldName: true, fieldProvider: true, fieldBaseURL: true, fieldVerifyConnection: true, fieldAllowedRoles: true, fieldConfirmAccountChange: true,
-	"rotation_period": true, "rotation_schedule": true, "rotation_window": true, "disable_automated_rotation": true, "rotation_policy": true,
+	fieldMaxLiveCredentials: true, "rotation_period": true, "rotation_schedule": true, "rotation_window": true, "disable_automated_rotation": true, "rotation_policy": true,
 	fieldCACert: true, fieldClientCert: true, fieldClientKey: true, fieldTLSServerName: true, fieldProxyURL: true, fieldAllowHTTP: true,
 }
 
@@ -45,6 +45,7 @@ func (b *backend) pathConfig() []*framework.Path {
 		Description: "Prove the root credential works upstream before storing the connection."}
 	fields[fieldAllowedRoles] = &framework.FieldSchema{Type: framework.TypeCommaStringSlice,
 		Description: `Roles that may use this connection: names, or "*" for all (the default).`}
+	fields[fieldMaxLiveCredentials] = maxLiveFieldSchema("the credentials of all roles using this connection together")
 	addTransportFields(fields)
 	fields[fieldConfirmAccountChange] = &framework.FieldSchema{Type: framework.TypeBool, Default: false,
 		Description: "Allow this write to change base_url or the account of a connection whose credentials are still live upstream. Their revokes then fail until the connection points back at their account. Never stored."}
@@ -160,6 +161,14 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *f
 		fieldBaseURL:      entry.BaseURL,
 		fieldAllowedRoles: entry.AllowedRoles,
 		"object_name_tag": entry.Tag,
+	}
+	if b.countsLive(entry.Provider) {
+		data[fieldMaxLiveCredentials] = entry.MaxLiveCredentials
+		live, err := b.live.liveOf(ctx, req.Storage, name, "")
+		if err != nil {
+			return nil, err
+		}
+		data[fieldLiveCredentials] = live
 	}
 	for k, v := range publicTransport(entry.Transport) {
 		data[k] = v
@@ -369,6 +378,12 @@ func (b *backend) connectionFromRequest(name string, existing *connectionEntry, 
 			}
 		}
 		entry.AllowedRoles = roles
+	}
+	if raw, ok := d.GetOk(fieldMaxLiveCredentials); ok {
+		entry.MaxLiveCredentials = raw.(int)
+	}
+	if msg := b.checkMaxLive(entry.MaxLiveCredentials, entry.Provider, fmt.Sprintf("connection %q", name)); msg != "" {
+		return nil, nil, requestError(msg)
 	}
 	return entry, p, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
@@ -174,6 +175,16 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 	if err != nil {
 		return nil, err
 	}
+	reserved, err := b.reserveLive(ctx, s, plan)
+	if err != nil {
+		var capped *capReachedError
+		if errors.As(err, &capped) {
+			return capped.errorResponse()
+		}
+		return nil, err
+	}
+	// A failed issue frees its slot; a successful one committed it first.
+	defer reserved.release()
 	random, err := provider.RandomString(uniqueLen-len(entry.Tag)-len(cluster), uniqueAlphabet)
 	if err != nil {
 		return nil, err
@@ -223,6 +234,7 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 			b.revokeNow(conn, plan.connName, cred.Ref)
 			return nil, fmt.Errorf("record %s in the inventory: %w", objectName, err)
 		}
+		reserved.commit(objectName)
 	}
 	if err := deleteIssueWAL(ctx, s, walID); err != nil {
 		// A WAL entry left behind would later delete this live credential, so
@@ -234,6 +246,22 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 	b.Logger().Debug("issued credential", "connection", plan.connName, "provider", entry.Provider, "role", plan.roleName, "object", objectName, "ttl", resp.Secret.TTL.String())
 	b.sendEvent(ctx, eventCredsCreate, "connection", plan.connName, "provider", entry.Provider, "role", plan.roleName, "object", objectName)
 	return resp, nil
+}
+
+// reserveLive takes the issue's slot under the caps of its role and
+// connection. An issue bound by no cap takes none and never loads the
+// inventory: it is bound by the caps it read, as is an issue that read its
+// role just before a cap was written. A performance standby takes none
+// either: its WAL write fails with logical.ErrReadOnly and Vault forwards
+// the request to the active node, whose count alone is kept in step with
+// every issue and revoke of the cluster.
+func (b *backend) reserveLive(ctx context.Context, s logical.Storage, plan *issuePlan) (*slot, error) {
+	roleCap, connCap := plan.role.MaxLiveCredentials, plan.conn.MaxLiveCredentials
+	if (roleCap == 0 && connCap == 0) || !b.countsLive(plan.conn.Provider) ||
+		b.System().ReplicationState().HasState(consts.ReplicationPerformanceStandby) {
+		return nil, nil
+	}
+	return b.live.reserve(ctx, s, plan.connName, plan.roleName, roleCap, connCap)
 }
 
 // minLeaseTTL is the shortest lease a credential may get. A lease capped at

@@ -20,7 +20,7 @@ const (
 	fieldMaxTTL     = "max_ttl"
 )
 
-var commonRoleFields = map[string]bool{fieldName: true, fieldConnection: true, fieldTTL: true, fieldMaxTTL: true}
+var commonRoleFields = map[string]bool{fieldName: true, fieldConnection: true, fieldTTL: true, fieldMaxTTL: true, fieldMaxLiveCredentials: true}
 
 // roleEntry is a stored role (roles/NAME).
 type roleEntry struct {
@@ -32,6 +32,8 @@ type roleEntry struct {
 	TTL      time.Duration   `json:"ttl"`
 	MaxTTL   time.Duration   `json:"max_ttl"`
 	Values   provider.Values `json:"values"`
+	// MaxLiveCredentials caps the role's live credentials; 0 is no cap.
+	MaxLiveCredentials int `json:"max_live_credentials,omitempty"`
 }
 
 func roleFields(p provider.Provider) []provider.Field { return p.RoleFields() }
@@ -50,6 +52,7 @@ func (b *backend) pathRoles() []*framework.Path {
 	fields[fieldMaxTTL] = &framework.FieldSchema{Type: framework.TypeDurationSecond,
 		Description: "Maximum lease TTL; also the upstream expiry where the provider supports one. 0 uses the mount's, then the system's maximum, " +
 			"but at most 24h for providers whose credentials cannot be revoked (dstor, storable)."}
+	fields[fieldMaxLiveCredentials] = maxLiveFieldSchema("this role's credentials")
 
 	return []*framework.Path{
 		listPath(roleStoragePrefix, "roles", "role"),
@@ -91,6 +94,14 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 		fieldConnection: role.Connection,
 		fieldTTL:        int64(role.TTL.Seconds()),
 		fieldMaxTTL:     int64(role.MaxTTL.Seconds()),
+	}
+	if b.countsLive(role.Provider) {
+		data[fieldMaxLiveCredentials] = role.MaxLiveCredentials
+		live, err := b.live.liveOf(ctx, req.Storage, role.Connection, name)
+		if err != nil {
+			return nil, err
+		}
+		data[fieldLiveCredentials] = live
 	}
 	if p, ok := b.providers.get(role.Provider); ok {
 		for k, v := range publicValues(p.RoleFields(), role.Values) {
@@ -173,6 +184,12 @@ func (b *backend) roleFromRequest(ctx context.Context, req *logical.Request, nam
 	}
 	role.Values = values
 	if msg := applyTTLs(role, d); msg != "" {
+		return msg, nil, nil
+	}
+	if raw, ok := d.GetOk(fieldMaxLiveCredentials); ok {
+		role.MaxLiveCredentials = raw.(int)
+	}
+	if msg := b.checkMaxLive(role.MaxLiveCredentials, role.Provider, fmt.Sprintf("role %q", name)); msg != "" {
 		return msg, nil, nil
 	}
 	return "", role, nil

@@ -207,18 +207,19 @@ func (b *backend) tidy(ctx context.Context, s logical.Storage, name string, entr
 	}
 	if !dryRun {
 		b.deleteLeftovers(ctx, s, name, conn, doomed, report)
-		pruneInventory(ctx, s, name, stale, report)
+		b.pruneInventory(ctx, s, name, stale, report)
 	}
 	return report, nil
 }
 
 // pruneInventory drops the entries of objects gone upstream.
-func pruneInventory(ctx context.Context, s logical.Storage, connection string, stale []*inventoryEntry, report *tidyReport) {
+func (b *backend) pruneInventory(ctx context.Context, s logical.Storage, connection string, stale []*inventoryEntry, report *tidyReport) {
 	for _, e := range stale {
 		if err := s.Delete(ctx, inventoryKey(connection, e.Name)); err != nil {
 			report.Failed = append(report.Failed, map[string]any{"name": e.Name, "error": err.Error()})
 			continue
 		}
+		b.live.forget(connection, e.Name)
 		report.Pruned = append(report.Pruned, e.view())
 	}
 }

@@ -339,3 +339,25 @@ func TestStoryden_ScheduledRotationOnCommunity(t *testing.T) {
 		t.Fatalf("%d keys left after revoking every lease issued across the rotation", n)
 	}
 }
+
+// TestStoryden_LiveCapIs429ThroughVault: over max_live_credentials a creds
+// read fails with HTTP 429 through real Vault and the plugin's gRPC, names
+// the role, the cap and the live count, and creates nothing upstream; a
+// revoke frees the slot, and the role read shows the count.
+func TestStoryden_LiveCapIs429ThroughVault(t *testing.T) {
+	f := newStoryden(t)
+	f.configure()
+	mustCLI(t, "", "write", f.mount+"/roles/app", "max_live_credentials=2")
+	first := f.issue()
+	f.issue()
+	r := cli(t, "", "read", f.mount+"/creds/app")
+	wantCLIError(t, r, "429", `role "app" has 2 live of its max_live_credentials=2 on this cluster`)
+	if n := f.liveKeys(); n != 2 {
+		t.Fatalf("%d keys live upstream under a cap of 2", n)
+	}
+	if role := cliJSON(t, "read", f.mount+"/roles/app"); fmt.Sprint(role.Data["live_credentials"]) != "2" {
+		t.Fatalf("role read: live_credentials=%v, want 2", role.Data["live_credentials"])
+	}
+	mustCLI(t, "", "lease", "revoke", "-sync", first.LeaseID)
+	f.issue()
+}
