@@ -13,6 +13,7 @@ import (
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/katapult"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/katapultschema"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
@@ -88,9 +89,10 @@ func newHookedHarness(t *testing.T, before func(*http.Request), opts ...func(*ka
 		o(&emuOpts)
 	}
 	emu := katapult.New(emuOpts)
-	var served sandbox.Emulator = emu
+	// Katapult's published schema judges every request and answer.
+	var served sandbox.Emulator = katapultschema.Checked(t, emu)
 	if before != nil {
-		served = testutil.Hooked{Emulator: emu, Before: before}
+		served = testutil.Hooked{Emulator: served, Before: before}
 	}
 	srv := testutil.StartEmulator(t, served)
 	h := &harness{t: t, emu: emu, srv: srv, logs: &testutil.LogBuffer{}}

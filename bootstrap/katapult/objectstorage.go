@@ -39,18 +39,19 @@ type accessKeyView struct {
 	S3SecretAccessKey *string  `json:"s3_secret_access_key"`
 }
 
+// bucketView is the ObjectStorageBucket schema of the Core API document,
+// field for field: Katapult answers with the fields it declares and no others.
 type bucketView struct {
 	Name            string    `json:"name"`
 	Label           *string   `json:"label"`
 	CreatedAt       int64     `json:"created_at"`
 	State           string    `json:"state"`
-	CustomDomains   []string  `json:"custom_domains"`
+	CustomDomain    *string   `json:"custom_domain"`
 	ObjectCount     int       `json:"object_count"`
 	Size            int       `json:"size"`
 	ServeStaticSite bool      `json:"serve_static_site"`
 	StaticSiteIndex *string   `json:"static_site_index"`
 	StaticSiteError *string   `json:"static_site_error"`
-	CORSOrigins     []string  `json:"cors_origins"`
 	PublicURL       string    `json:"public_url"`
 	ACL             bucketACL `json:"access_control_list"`
 }
@@ -73,8 +74,8 @@ func (s *state) keyView(k *accessKey, c *call, withSecret bool) accessKeyView {
 func (b *bucket) view() bucketView {
 	acl := b.acl
 	acl.ReadKeyIDs, acl.WriteKeyIDs = slices.Clone(acl.ReadKeyIDs), slices.Clone(acl.WriteKeyIDs)
-	return bucketView{Name: b.name, CreatedAt: b.created.Unix(), State: "configured", CustomDomains: []string{},
-		CORSOrigins: []string{}, PublicURL: "https://" + b.name + "." + Region + ".katapultobjects.com/", ACL: acl}
+	return bucketView{Name: b.name, CreatedAt: b.created.Unix(), State: "configured",
+		PublicURL: "https://" + b.name + "." + Region + ".katapultobjects.com/", ACL: acl}
 }
 
 // organizationFrom resolves an organization lookup and checks that the

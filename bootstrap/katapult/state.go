@@ -40,7 +40,6 @@ type apiToken struct {
 	org              *organization
 	user             string // "" for an organization token
 	scopes           []string
-	createdAt        time.Time
 }
 
 type accessKey struct {
@@ -96,7 +95,7 @@ func seededState(orgs []Organization, tokens []Token, now time.Time) *state {
 	}
 	for _, t := range tokens {
 		s.tokens = append(s.tokens, &apiToken{id: t.ID, name: t.Name, secret: t.Secret, org: bySubDomain[t.Organization],
-			user: t.User, scopes: slices.Clone(t.Scopes), createdAt: now})
+			user: t.User, scopes: slices.Clone(t.Scopes)})
 	}
 	return s
 }

@@ -1,9 +1,6 @@
 package katapult
 
-import (
-	"net/http"
-	"time"
-)
+import "net/http"
 
 // GET /users/current: a user token learns its user and its own id; an
 // organization token has no user.
@@ -14,8 +11,7 @@ func (e *Emulator) currentUser(w http.ResponseWriter, c *call) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"user": map[string]any{"id": "user_" + t.user, "first_name": t.user, "last_name": "",
-			"email_address": t.user + "@sandbox.invalid"},
+		"user":          map[string]any{"id": "user_" + t.user, "first_name": t.user, "last_name": "", "avatar_url": ""},
 		"organizations": []map[string]any{{"id": t.org.id, "name": t.org.name, "sub_domain": t.org.subDomain}},
 		"api_token_id":  t.id,
 	})
@@ -39,6 +35,5 @@ func (e *Emulator) regenerateSecret(w http.ResponseWriter, c *call) {
 	writeJSON(w, http.StatusOK, map[string]any{"api_token": map[string]any{
 		"id": t.id, "name": t.name, "organization_id": t.org.id, "authorized_ip_addresses": []string{},
 		"expires_at": nil, "rate_limit": e.limiter.limit, "scopes": t.scopes, "secret": t.secret,
-		"created_at": t.createdAt.Unix(), "last_used_at": c.now.Truncate(time.Second).Unix(),
 	}})
 }

@@ -171,16 +171,34 @@ func Checked(t testing.TB, emu sandbox.Emulator) Emulator {
 
 // Wrap returns next validated into r.
 func (r *Recorder) Wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, err := io.ReadAll(req.Body)
-		if err != nil {
-			panic(http.ErrAbortHandler)
-		}
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		tee := &teeWriter{ResponseWriter: w}
-		next.ServeHTTP(tee, req)
-		r.add(check(req, body, tee)...)
-	})
+	return validated{next: next, rec: r}
+}
+
+type validated struct {
+	next http.Handler
+	rec  *Recorder
+}
+
+func (v validated) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	tee := &teeWriter{ResponseWriter: w}
+	v.next.ServeHTTP(tee, req)
+	v.rec.add(check(req, body, tee)...)
+}
+
+// Handler looks routes up in the emulator's own mux, so that the sandbox
+// still names calls by route template.
+func (v validated) Handler(r *http.Request) (http.Handler, string) {
+	if rt, ok := v.next.(interface {
+		Handler(*http.Request) (http.Handler, string)
+	}); ok {
+		return rt.Handler(r)
+	}
+	return v.next, ""
 }
 
 // teeWriter passes an answer through and keeps a copy of it.
