@@ -11,6 +11,7 @@ import (
 
 	katapultemu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/katapult"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/katapultschema"
 )
 
 const kpToken = "e2e-katapult-api-token-secret"
@@ -29,7 +30,8 @@ func newKatapult(t *testing.T) *katapultFixture {
 		Tokens:            []katapultemu.Token{{Secret: kpToken, Organization: "acme", User: "ops"}},
 		ProvisioningDelay: 2 * time.Second,
 	})
-	srv, err := sandbox.Start(emu, "127.0.0.1:0")
+	// Katapult's published schema judges every request and answer.
+	srv, err := sandbox.Start(katapultschema.Checked(t, emu), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
