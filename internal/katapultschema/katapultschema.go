@@ -251,6 +251,10 @@ func check(req *http.Request, body []byte, answer *teeWriter) []Mismatch {
 	op := route.Operation.OperationID
 	where := "#/paths/" + pointerEscape(route.Path) + "/" + strings.ToLower(route.Method)
 	var out []Mismatch
+	for _, name := range undeclaredQuery(route, asSent) {
+		out = append(out, Mismatch{Operation: op, Schema: where + "/parameters",
+			Problem: fmt.Sprintf("query parameter %q is not declared", name)})
+	}
 	// Each top-level error names the part of the request; its leaves say
 	// what broke there.
 	reqErr := openapi3filter.ValidateRequest(context.Background(), in)
@@ -286,6 +290,28 @@ func check(req *http.Request, body []byte, answer *teeWriter) []Mismatch {
 	for _, e := range leaves(err) {
 		out = append(out, Mismatch{Operation: op, Schema: where + "/responses/" + status, Problem: describe(e)})
 	}
+	return out
+}
+
+// undeclaredQuery lists the query parameters of r that the operation does
+// not declare, which kin-openapi lets through: Katapult would not read them,
+// so a client sending one expects an effect it will not get.
+func undeclaredQuery(route *routers.Route, r *http.Request) []string {
+	declared := map[string]bool{}
+	for _, params := range []openapi3.Parameters{route.PathItem.Parameters, route.Operation.Parameters} {
+		for _, p := range params {
+			if p.Value != nil && p.Value.In == openapi3.ParameterInQuery {
+				declared[p.Value.Name] = true
+			}
+		}
+	}
+	var out []string
+	for name := range r.URL.Query() {
+		if !declared[name] {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
 	return out
 }
 
