@@ -14,6 +14,7 @@ import (
 	katapultemu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/katapult"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 	storydenemu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storyden"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/katapultschema"
 )
 
 const (
@@ -90,12 +91,12 @@ func TestPluginReloadUnderLoad(t *testing.T) {
 	v.mustCLI(t, "", "secrets", "enable", "-path="+mount, "-plugin-version="+pluginVersion, pluginName)
 	dstor := startEmulator(t, dstoremu.New(dstoremu.Options{APIKeys: []dstoremu.APIKey{{Key: dsAPIKey}}}))
 	storyden := startEmulator(t, storydenemu.New(storydenemu.Options{Accounts: []storydenemu.Account{{Handle: sdAdmin, Password: sdPassword, Admin: true}}}))
-	katapult := startEmulator(t, katapultemu.New(katapultemu.Options{
+	katapult := startEmulator(t, katapultschema.Checked(t, katapultemu.New(katapultemu.Options{
 		Organizations: []katapultemu.Organization{{SubDomain: "acme", Buckets: []string{"shared"}}},
 		Tokens:        []katapultemu.Token{{Secret: kpToken, Organization: "acme", User: "ops"}},
 		// Short, so that a Katapult issue waits on the key a little.
 		ProvisioningDelay: 300 * time.Millisecond,
-	}))
+	})))
 	for label, secret := range map[string]string{"the dstor API key": dsAPIKey, "the storyden root password": sdPassword, "the katapult API token": kpToken} {
 		registerSecret(label, secret)
 	}

@@ -21,6 +21,7 @@ import (
 	storxemu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storx"
 	storydenemu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storyden"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/devvault"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/katapultschema"
 )
 
 const (
@@ -172,7 +173,7 @@ func newUpgradeEnv(t *testing.T) *upgradeEnv {
 		Tokens:            []katapultemu.Token{{Secret: kpToken, Organization: "acme", User: "ops"}},
 		ProvisioningDelay: -1,
 	})
-	e.katapult = startEmulator(t, e.katapultEmu)
+	e.katapult = startEmulator(t, katapultschema.Checked(t, e.katapultEmu))
 	e.storable = startEmulator(t, storableemu.New(storableemu.Options{Clients: []storableemu.Client{{ID: sbClientID, Secret: sbClientSecret, APIKey: sbAPIKey}}}))
 	e.storyden = startEmulator(t, storydenemu.New(storydenemu.Options{Accounts: []storydenemu.Account{{Handle: sdAdmin, Password: sdPassword, Admin: true}}}))
 	for label, secret := range map[string]string{
