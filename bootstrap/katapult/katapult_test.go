@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/katapult"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/katapultschema"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
@@ -549,5 +551,50 @@ func TestCallsCountByRoute(t *testing.T) {
 	}
 	if n := h.srv.Calls()["POST "+keyPath+"/generate_credentials"]; n != 2 {
 		t.Errorf("calls = %v", h.srv.Calls())
+	}
+}
+
+// TestDocumentedFaultBodiesMatchTheSchema judges the injected answers whose
+// status Katapult documents by its Core API schema, on every route: the
+// sandbox writes them outside the emulator's handler, where the provider's
+// schema-checked tests cannot see them. (500 and 504 come from in front of
+// Katapult and are not in its document.)
+func TestDocumentedFaultBodiesMatchTheSchema(t *testing.T) {
+	emu := katapult.New(katapult.Options{})
+	routes := []struct{ method, path string }{
+		{"GET", acctPath + "?organization[sub_domain]=acme&object_storage_cluster[region]=uk-lon-1"},
+		{"POST", acctPath + "/access_keys"},
+		{"GET", v1 + "/organizations/organization/object_storage/access_keys?organization[sub_domain]=acme"},
+		{"POST", keyPath + "/generate_credentials"},
+		{"GET", keyPath + "?access_key[id]=objkey_A"},
+		{"PATCH", keyPath},
+		{"DELETE", keyPath},
+		{"GET", bktPath + "?object_storage_cluster[region]=uk-lon-1&bucket[name]=assets"},
+		{"PATCH", bktPath},
+		{"GET", v1 + "/users/current"},
+		{"POST", v1 + "/api_tokens/api_token/regenerate_secret"},
+	}
+	for _, status := range []int{http.StatusForbidden, http.StatusTooManyRequests, http.StatusServiceUnavailable} {
+		rec := &katapultschema.Recorder{}
+		h := rec.Wrap(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			ct, body := emu.FaultBody(status)
+			w.Header().Set("Content-Type", ct)
+			w.WriteHeader(status)
+			_, _ = w.Write(body)
+		}))
+		for _, r := range routes {
+			req := httptest.NewRequest(r.method, "http://127.0.0.1"+r.path, nil)
+			req.Header.Set("Authorization", "Bearer "+userToken)
+			h.ServeHTTP(httptest.NewRecorder(), req)
+		}
+		for _, m := range rec.Mismatches() {
+			// The requests carry no bodies; only the answers are judged here.
+			// FaultBody cannot see the route, and its 403 is permission_denied,
+			// the one 403 that blames neither the token nor its scopes; Katapult
+			// documents it on every route here but GET /users/current.
+			if strings.Contains(m.Schema, "/responses/") && m.Schema != "#/paths/~1users~1current/get/responses/403" {
+				t.Errorf("FaultBody(%d): %s", status, m)
+			}
+		}
 	}
 }
