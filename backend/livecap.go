@@ -114,6 +114,21 @@ func (l *liveCounts) liveOf(ctx context.Context, s logical.Storage, connection, 
 	return n, nil
 }
 
+// byRole returns the live credentials of each role of connection.
+func (l *liveCounts) byRole(ctx context.Context, s logical.Storage, connection string) (map[string]int, error) {
+	c := l.of(connection)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.load(ctx, s, connection); err != nil {
+		return nil, err
+	}
+	counts := map[string]int{}
+	for _, role := range c.names {
+		counts[role]++
+	}
+	return counts, nil
+}
+
 // capReachedError refuses an issue over a cap.
 type capReachedError struct{ msg string }
 

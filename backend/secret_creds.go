@@ -135,11 +135,16 @@ func (b *backend) secretCredential() *framework.Secret {
 // secretCredentialRenew extends the lease in Vault only (no provider has an
 // upstream renew) and never past the credential's upstream expiry. A renewal
 // is granted only once the inventory holds the new end.
-func (b *backend) secretCredentialRenew(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *backend) secretCredentialRenew(ctx context.Context, req *logical.Request, _ *framework.FieldData) (resp *logical.Response, err error) {
 	lease, err := leaseInternalFrom(req.Secret.InternalData)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if outcome := countedOutcome(resp, err); outcome != "" {
+			b.metrics.count(opRenew, lease.Connection, lease.Provider, lease.Role, outcome)
+		}
+	}()
 	ttl, maxTTL := lease.TTL, lease.MaxTTL
 	if role, err := getRole(ctx, req.Storage, lease.Role); err != nil {
 		return nil, err
@@ -151,7 +156,7 @@ func (b *backend) secretCredentialRenew(ctx context.Context, req *logical.Reques
 	if err != nil {
 		return nil, err
 	}
-	resp := &logical.Response{Secret: req.Secret}
+	resp = &logical.Response{Secret: req.Secret}
 	if !lease.ExpiresAt.IsZero() {
 		remaining := time.Until(lease.ExpiresAt).Truncate(time.Second)
 		if remaining <= 0 {
@@ -196,7 +201,9 @@ func (b *backend) secretCredentialRevoke(ctx context.Context, req *logical.Reque
 		b.leaseLogger(req, lease).Warn("revoke refused: the connection's base URL or account changed since the credential was issued; Vault will retry", "error", err)
 		return nil, err
 	}
-	if err := conn.Revoke(ctx, lease.Ref); err != nil {
+	err = conn.Revoke(ctx, lease.Ref)
+	b.metrics.countErr(opRevoke, lease.Connection, lease.Provider, lease.Role, err)
+	if err != nil {
 		b.leaseLogger(req, lease).Warn("upstream revoke failed; Vault will retry", "error", err)
 		return nil, fmt.Errorf("revoke %s credential of role %q on connection %q: %w", lease.Provider, lease.Role, lease.Connection, err)
 	}
