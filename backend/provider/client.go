@@ -95,7 +95,8 @@ var opKinds = map[string]bool{
 	"fetch": true, "rotate": true, "revoke": true, "update": true, "get": true, "find": true,
 	"check": true, "verify": true, "set": true, "put": true, "add": true, "remove": true,
 	"look": true, "exchange": true, "refresh": true, "issue": true, "request": true, "change": true,
-	"log": true, "write": true, "grant": true, "attach": true, "detach": true,
+	"log": true, "write": true, "grant": true, "attach": true, "detach": true, "generate": true,
+	"regenerate": true,
 }
 
 // OpKind is the fixed verb that starts op ("create API key vault-x" is

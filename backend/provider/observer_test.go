@@ -88,6 +88,7 @@ func TestOpKind(t *testing.T) {
 		"list API keys of a@b.c":                    "list",
 		"request an access token for client_id abc": "request",
 		"Mint access token x":                       "mint",
+		"generate S3 credentials for access key 1":  "generate",
 		"vault-r-1 something":                       "other",
 		"":                                          "other",
 	}
