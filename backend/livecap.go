@@ -227,6 +227,18 @@ func (sl *slot) commit(name string) {
 	}
 }
 
+// record follows an inventory entry stored by an issue that took no slot
+// (no cap binds it), so that a count loaded for metrics stays exact. It
+// loads nothing: an unloaded count reads the entry from storage anyway.
+func (l *liveCounts) record(connection, name, role string) {
+	c := l.of(connection)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.names != nil {
+		c.names[name] = role
+	}
+}
+
 // forget follows a deleted inventory entry.
 func (l *liveCounts) forget(connection, name string) {
 	c := l.of(connection)

@@ -142,3 +142,26 @@ func TestWriteText_Escapes(t *testing.T) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }
+
+// A scrape loads the live count of a connection whose roles have no cap;
+// issues after it must still be counted.
+func TestMetrics_LiveCredentialsWithoutCap(t *testing.T) {
+	env := newTestEnv(t)
+	env.setup(nil)
+	env.issue()
+	series := `vault_apikeys_live_credentials{connection="main",provider="storyden",role="app"}`
+	if got := sampleValue(env.scrape(), series); got != "1" {
+		t.Fatalf("%s = %q, want 1", series, got)
+	}
+	first := env.issue()
+	env.issue()
+	if got := sampleValue(env.scrape(), series); got != "3" {
+		t.Fatalf("after two more issues, %s = %q, want 3", series, got)
+	}
+	if err := env.revoke(first); err != nil {
+		t.Fatal(err)
+	}
+	if got := sampleValue(env.scrape(), series); got != "2" {
+		t.Fatalf("after a revoke, %s = %q, want 2", series, got)
+	}
+}

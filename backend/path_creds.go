@@ -255,7 +255,11 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 			b.revokeNow(conn, plan.connName, cred.Ref)
 			return nil, fmt.Errorf("record %s in the inventory: %w", objectName, err)
 		}
-		reserved.commit(objectName)
+		if reserved != nil {
+			reserved.commit(objectName)
+		} else {
+			b.live.record(plan.connName, objectName, plan.roleName)
+		}
 	}
 	if err := deleteIssueWAL(ctx, s, walID); err != nil {
 		// A WAL entry left behind would later delete this live credential, so
@@ -327,7 +331,10 @@ func (b *backend) rollbackNow(s logical.Storage, walID string, conn provider.Con
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	err := conn.Rollback(ctx, wal.rollbackRequest())
-	b.metrics.countErr(opRollback, wal.Connection, wal.Provider, wal.Role, err)
+	if walID != "" {
+		// Without a WAL entry the provider leaves nothing to roll back.
+		b.metrics.countErr(opRollback, wal.Connection, wal.Provider, wal.Role, err)
+	}
 	if err != nil {
 		b.Logger().Warn("could not yet remove what a failed issue left upstream; the WAL rollback will retry", "connection", wal.Connection, "object", wal.Name, "error", err)
 		return

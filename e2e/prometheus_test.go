@@ -179,6 +179,10 @@ func TestPrometheus_ScrapesTheMount(t *testing.T) {
 		!strings.Contains(string(text), "# TYPE vault_apikeys_issues_total counter") {
 		t.Fatalf("scrape: HTTP %d, %s:\n%s", resp.StatusCode, resp.Header.Get("Content-Type"), text)
 	}
+	// Without the parameter: JSON.
+	if families, _ := cliJSON(t, "read", f.mount+"/metrics").Data["metrics"].([]any); len(families) == 0 {
+		t.Fatalf("read %s/metrics returned no metric families", f.mount)
+	}
 	// The token reads the metrics and nothing else.
 	req, _ = http.NewRequest(http.MethodGet, vault.Addr+"/v1/"+f.mount+"/creds/app", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -194,6 +198,8 @@ func TestPrometheus_ScrapesTheMount(t *testing.T) {
 	eventually(t, 60*time.Second, "prometheus sees 3 issues", func() bool { return promQuery(t, base, issued) == "3" })
 	created := `sum(vault_apikeys_upstream_request_duration_seconds_bucket{job="apikeys",provider="storyden",op="create",le="+Inf"})`
 	eventually(t, 60*time.Second, "prometheus sees the upstream latency histogram", func() bool { return promQuery(t, base, created) == "3" })
+	live := `vault_apikeys_live_credentials{job="apikeys",connection="main",provider="storyden",role="app"}`
+	eventually(t, 60*time.Second, "prometheus sees 3 live credentials", func() bool { return promQuery(t, base, live) == "3" })
 	quantile := `histogram_quantile(0.5, sum by (le) (vault_apikeys_upstream_request_duration_seconds_bucket{job="apikeys",op="create"}))`
 	if v := promQuery(t, base, quantile); v == "" || v == "NaN" {
 		t.Fatalf("median create latency is %q", v)
