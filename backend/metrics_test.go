@@ -3,6 +3,7 @@ package backend
 // Issue 18, second bullet: the engine's metrics.
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -73,6 +74,8 @@ func TestMetrics_CountsOperations(t *testing.T) {
 		{`vault_apikeys_revokes_total{` + conn + `,outcome="failure"}`, "1"},
 		{`vault_apikeys_upstream_request_duration_seconds_count{provider="storyden",op="revoke",status="503"}`, "4"},
 		{`vault_apikeys_live_credentials{` + conn + `}`, "1"},
+		// The issue the upstream answered with 400 is rolled back at once.
+		{`vault_apikeys_rollbacks_total{` + conn + `,outcome="success"}`, "1"},
 		{`vault_apikeys_upstream_request_duration_seconds_count{provider="storyden",op="create",status="200"}`, "2"},
 		{`vault_apikeys_upstream_request_duration_seconds_count{provider="storyden",op="create",status="400"}`, "1"},
 		{`vault_apikeys_upstream_request_duration_seconds_bucket{provider="storyden",op="create",status="200",le="+Inf"}`, "2"},
@@ -163,5 +166,20 @@ func TestMetrics_LiveCredentialsWithoutCap(t *testing.T) {
 	}
 	if got := sampleValue(env.scrape(), series); got != "2" {
 		t.Fatalf("after a revoke, %s = %q, want 2", series, got)
+	}
+}
+
+func TestMetrics_CountsTidyDeletions(t *testing.T) {
+	env := newTestEnv(t)
+	env.setup(nil)
+	// A lost inventory record: tidy finds the key and, with no buffer, deletes it.
+	lost := env.issue()
+	if err := env.storage.Delete(context.Background(), inventoryKey("main", env.leaseName(lost))); err != nil {
+		t.Fatal(err)
+	}
+	env.mustOK(logical.UpdateOperation, "tidy/main", map[string]any{"dry_run": false, "safety_buffer": 0})
+	series := `vault_apikeys_tidy_deletions_total{connection="main",provider="storyden",role="",outcome="success"}`
+	if got := sampleValue(env.scrape(), series); got != "1" {
+		t.Fatalf("%s = %q, want 1", series, got)
 	}
 }
