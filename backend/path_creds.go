@@ -86,7 +86,7 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 
 // countedOutcome is the outcome an issue or renewal counts as, or "" when it
 // is not counted here: a performance standby forwards the request to the
-// active node, which counts it.
+// active node, which counts it. Only a max_live_credentials cap answers 429.
 func countedOutcome(resp *logical.Response, err error) string {
 	var coded logical.HTTPCodedError
 	switch {

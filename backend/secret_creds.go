@@ -182,11 +182,14 @@ func (b *backend) secretCredentialRenew(ctx context.Context, req *logical.Reques
 // secretCredentialRevoke deletes the credential upstream. "Already gone" is
 // success (the provider says so); any other failure is returned so that
 // Vault's expiration manager retries it.
-func (b *backend) secretCredentialRevoke(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *backend) secretCredentialRevoke(ctx context.Context, req *logical.Request, _ *framework.FieldData) (_ *logical.Response, err error) {
 	lease, err := leaseInternalFrom(req.Secret.InternalData)
 	if err != nil {
 		return nil, err
 	}
+	// Every failure counts, a connection gone or moved as much as an
+	// upstream error: Vault retries each and the lease stays.
+	defer func() { b.metrics.countErr(opRevoke, lease.Connection, lease.Provider, lease.Role, err) }()
 	conn, entry, err := b.liveConnection(ctx, req.Storage, lease.Connection)
 	if err != nil {
 		return nil, err
@@ -201,9 +204,7 @@ func (b *backend) secretCredentialRevoke(ctx context.Context, req *logical.Reque
 		b.leaseLogger(req, lease).Warn("revoke refused: the connection's base URL or account changed since the credential was issued; Vault will retry", "error", err)
 		return nil, err
 	}
-	err = conn.Revoke(ctx, lease.Ref)
-	b.metrics.countErr(opRevoke, lease.Connection, lease.Provider, lease.Role, err)
-	if err != nil {
+	if err := conn.Revoke(ctx, lease.Ref); err != nil {
 		b.leaseLogger(req, lease).Warn("upstream revoke failed; Vault will retry", "error", err)
 		return nil, fmt.Errorf("revoke %s credential of role %q on connection %q: %w", lease.Provider, lease.Role, lease.Connection, err)
 	}
