@@ -328,7 +328,8 @@ const prometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
 
 func (b *backend) pathMetrics() []*framework.Path {
 	return []*framework.Path{{
-		Pattern: "metrics",
+		Pattern:      "metrics",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "metrics"},
 		Fields: map[string]*framework.FieldSchema{
 			fieldFormat: {Type: framework.TypeString, Query: true,
 				Description: `"prometheus" answers in the Prometheus text exposition format; empty answers JSON.`},
