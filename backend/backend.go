@@ -100,6 +100,8 @@ type backend struct {
 	// live counts the live credentials of each connection for the caps of
 	// max_live_credentials; see livecap.go.
 	live *liveCounts
+	// metrics counts operations and upstream calls; see metrics.go.
+	metrics *metrics
 }
 
 // Factory returns a new, set-up instance of the engine.
@@ -123,6 +125,7 @@ func newBackend(providers *registry) *backend {
 		itemBudget:     defaultItemBudget,
 		recoveries:     newBackoffs(),
 		live:           newLiveCounts(),
+		metrics:        newMetrics(),
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -135,6 +138,7 @@ func newBackend(providers *registry) *backend {
 			b.pathConfig(),
 			b.pathRoles(),
 			b.pathCreds(),
+			b.pathMetrics(),
 			b.pathRotateRoot(),
 			b.pathStaticRoles(),
 			b.pathStaticCreds(),

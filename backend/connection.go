@@ -290,6 +290,7 @@ func (b *backend) openConnection(name string, e *connectionEntry, values provide
 		Values:     values,
 		HTTPClient: client,
 		Logger:     b.Logger().Named(e.Provider).With("connection", name),
+		Observer:   b.metrics.observer(e.Provider),
 	})
 }
 

@@ -114,6 +114,21 @@ func (l *liveCounts) liveOf(ctx context.Context, s logical.Storage, connection, 
 	return n, nil
 }
 
+// byRole returns the live credentials of each role of connection.
+func (l *liveCounts) byRole(ctx context.Context, s logical.Storage, connection string) (map[string]int, error) {
+	c := l.of(connection)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.load(ctx, s, connection); err != nil {
+		return nil, err
+	}
+	counts := map[string]int{}
+	for _, role := range c.names {
+		counts[role]++
+	}
+	return counts, nil
+}
+
 // capReachedError refuses an issue over a cap.
 type capReachedError struct{ msg string }
 
@@ -209,6 +224,18 @@ func (sl *slot) commit(name string) {
 	defer sl.c.mu.Unlock()
 	if sl.unreserveLocked() && sl.c.names != nil {
 		sl.c.names[name] = sl.role
+	}
+}
+
+// record follows an inventory entry stored by an issue that took no slot
+// (no cap binds it), so that a count loaded for metrics stays exact. It
+// loads nothing: an unloaded count reads the entry from storage anyway.
+func (l *liveCounts) record(connection, name, role string) {
+	c := l.of(connection)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.names != nil {
+		c.names[name] = role
 	}
 }
 

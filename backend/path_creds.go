@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -76,7 +77,27 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 	if err != nil {
 		return nil, err
 	}
-	return b.issue(ctx, req.Storage, plan, conn)
+	resp, err := b.issue(ctx, req.Storage, plan, conn)
+	if outcome := countedOutcome(resp, err); outcome != "" {
+		b.metrics.count(opIssue, plan.connName, plan.conn.Provider, plan.roleName, outcome)
+	}
+	return resp, err
+}
+
+// countedOutcome is the outcome an issue or renewal counts as, or "" when it
+// is not counted here: a performance standby forwards the request to the
+// active node, which counts it. Only a max_live_credentials cap answers 429.
+func countedOutcome(resp *logical.Response, err error) string {
+	var coded logical.HTTPCodedError
+	switch {
+	case errors.Is(err, logical.ErrReadOnly):
+		return ""
+	case errors.As(err, &coded) && coded.Code() == http.StatusTooManyRequests:
+		return outcomeCapReached
+	case err != nil || resp.IsError():
+		return outcomeFailure
+	}
+	return outcomeSuccess
 }
 
 // planIssue loads the role and its connection and fixes the lease's TTLs. A
@@ -234,7 +255,11 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 			b.revokeNow(conn, plan.connName, cred.Ref)
 			return nil, fmt.Errorf("record %s in the inventory: %w", objectName, err)
 		}
-		reserved.commit(objectName)
+		if reserved != nil {
+			reserved.commit(objectName)
+		} else {
+			b.live.record(plan.connName, objectName, plan.roleName)
+		}
 	}
 	if err := deleteIssueWAL(ctx, s, walID); err != nil {
 		// A WAL entry left behind would later delete this live credential, so
@@ -305,7 +330,12 @@ func (b *backend) namePrefix(role *roleEntry) string {
 func (b *backend) rollbackNow(s logical.Storage, walID string, conn provider.Connection, wal walIssue, definite bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
-	if err := conn.Rollback(ctx, wal.rollbackRequest()); err != nil {
+	err := conn.Rollback(ctx, wal.rollbackRequest())
+	if walID != "" {
+		// Without a WAL entry the provider leaves nothing to roll back.
+		b.metrics.countErr(opRollback, wal.Connection, wal.Provider, wal.Role, err)
+	}
+	if err != nil {
 		b.Logger().Warn("could not yet remove what a failed issue left upstream; the WAL rollback will retry", "connection", wal.Connection, "object", wal.Name, "error", err)
 		return
 	}

@@ -53,7 +53,7 @@ func (b *backend) rotateRoot(ctx context.Context, s logical.Storage, name string
 // (stored as pending_root) before the upstream switches to it; after the
 // switch the new root becomes current. If anything fails in between,
 // recoverPendingRootLocked later finds out which root works and keeps it.
-func (b *backend) rotateRootLocked(ctx context.Context, s logical.Storage, name string) error {
+func (b *backend) rotateRootLocked(ctx context.Context, s logical.Storage, name string) (err error) {
 	entry, err := getConnection(ctx, s, name)
 	if err != nil {
 		return err
@@ -70,6 +70,7 @@ func (b *backend) rotateRootLocked(ctx context.Context, s logical.Storage, name 
 	if err != nil {
 		return err
 	}
+	defer func() { b.metrics.countErr(opRotation, name, entry.Provider, "", err) }()
 	stage := func(next provider.Values) error {
 		entry.PendingRoot = next
 		if err := putConnection(ctx, s, name, entry); err != nil {

@@ -92,9 +92,12 @@ func (b *backend) rotateStatic(ctx context.Context, s logical.Storage, name stri
 		err = b.regenerateStatic(ctx, rotator, role)
 	}
 	if err != nil {
+		b.metrics.count(opRotation, role.Connection, role.Provider, name, outcomeFailure)
 		return b.recordStaticFailure(ctx, s, name, role, err)
 	}
-	if err := putStaticRole(ctx, s, name, role); err != nil {
+	err = putStaticRole(ctx, s, name, role)
+	b.metrics.countErr(opRotation, role.Connection, role.Provider, name, err)
+	if err != nil {
 		return fmt.Errorf("the secret of %s was regenerated but storing it failed, so static-creds shows a dead secret until the next successful rotation; run rotate-role again: %w", role.CredentialID, err)
 	}
 	b.sendEvent(ctx, eventRotateStatic, "static_role", name, "connection", role.Connection, "provider", role.Provider)

@@ -206,7 +206,7 @@ func (b *backend) tidy(ctx context.Context, s logical.Storage, name string, entr
 		}
 	}
 	if !dryRun {
-		b.deleteLeftovers(ctx, s, name, conn, doomed, report)
+		b.deleteLeftovers(ctx, s, name, entry.Provider, conn, doomed, report)
 		b.pruneInventory(ctx, s, name, stale, report)
 	}
 	return report, nil
@@ -231,9 +231,13 @@ type leftover struct {
 	view map[string]any
 }
 
-func (b *backend) deleteLeftovers(ctx context.Context, s logical.Storage, connection string, conn provider.Connection, doomed []leftover, report *tidyReport) {
+// deleteLeftovers revokes doomed; a leftover belongs to no lease, so its
+// deletions are counted under no role.
+func (b *backend) deleteLeftovers(ctx context.Context, s logical.Storage, connection, providerName string, conn provider.Connection, doomed []leftover, report *tidyReport) {
 	for _, obj := range doomed {
-		if err := conn.Revoke(ctx, obj.ref); err != nil {
+		err := conn.Revoke(ctx, obj.ref)
+		b.metrics.countErr(opTidyDelete, connection, providerName, "", err)
+		if err != nil {
 			report.Failed = append(report.Failed, map[string]any{"name": obj.name, "error": err.Error()})
 			continue
 		}

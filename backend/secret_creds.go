@@ -135,11 +135,16 @@ func (b *backend) secretCredential() *framework.Secret {
 // secretCredentialRenew extends the lease in Vault only (no provider has an
 // upstream renew) and never past the credential's upstream expiry. A renewal
 // is granted only once the inventory holds the new end.
-func (b *backend) secretCredentialRenew(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *backend) secretCredentialRenew(ctx context.Context, req *logical.Request, _ *framework.FieldData) (resp *logical.Response, err error) {
 	lease, err := leaseInternalFrom(req.Secret.InternalData)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if outcome := countedOutcome(resp, err); outcome != "" {
+			b.metrics.count(opRenew, lease.Connection, lease.Provider, lease.Role, outcome)
+		}
+	}()
 	ttl, maxTTL := lease.TTL, lease.MaxTTL
 	if role, err := getRole(ctx, req.Storage, lease.Role); err != nil {
 		return nil, err
@@ -151,7 +156,7 @@ func (b *backend) secretCredentialRenew(ctx context.Context, req *logical.Reques
 	if err != nil {
 		return nil, err
 	}
-	resp := &logical.Response{Secret: req.Secret}
+	resp = &logical.Response{Secret: req.Secret}
 	if !lease.ExpiresAt.IsZero() {
 		remaining := time.Until(lease.ExpiresAt).Truncate(time.Second)
 		if remaining <= 0 {
@@ -177,11 +182,14 @@ func (b *backend) secretCredentialRenew(ctx context.Context, req *logical.Reques
 // secretCredentialRevoke deletes the credential upstream. "Already gone" is
 // success (the provider says so); any other failure is returned so that
 // Vault's expiration manager retries it.
-func (b *backend) secretCredentialRevoke(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *backend) secretCredentialRevoke(ctx context.Context, req *logical.Request, _ *framework.FieldData) (_ *logical.Response, err error) {
 	lease, err := leaseInternalFrom(req.Secret.InternalData)
 	if err != nil {
 		return nil, err
 	}
+	// Every failure counts, a connection gone or moved as much as an
+	// upstream error: Vault retries each and the lease stays.
+	defer func() { b.metrics.countErr(opRevoke, lease.Connection, lease.Provider, lease.Role, err) }()
 	conn, entry, err := b.liveConnection(ctx, req.Storage, lease.Connection)
 	if err != nil {
 		return nil, err

@@ -83,7 +83,9 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 	if connEntry == nil || connEntry.Provider != entry.Provider {
 		return fmt.Errorf("cannot roll back %s: connection %q is gone or changed provider; restore it, or the entry is dropped after %s", entry.Name, entry.Connection, maxWALAge)
 	}
-	if err := conn.Rollback(ctx, entry.rollbackRequest()); err != nil {
+	err = conn.Rollback(ctx, entry.rollbackRequest())
+	b.metrics.countErr(opRollback, entry.Connection, entry.Provider, entry.Role, err)
+	if err != nil {
 		return fmt.Errorf("roll back %s on connection %q: %w", entry.Name, entry.Connection, err)
 	}
 	b.forgetInventory(ctx, req.Storage, entry.Connection, entry.Name)

@@ -32,7 +32,7 @@ func TestOpenAPI_EveryPathAndFieldIsDocumented(t *testing.T) {
 	problems = append(problems, checkRequestSchemas(schemas)...)
 	problems = append(problems, checkUniqueOperationIDs(paths, mount)...)
 	sort.Strings(seen)
-	want := []string{"/config/", "/config/{name}", "/creds/{role}", "/inventory/{connection}", "/inventory/{connection}/",
+	want := []string{"/config/", "/config/{name}", "/creds/{role}", "/inventory/{connection}", "/inventory/{connection}/", "/metrics",
 		"/roles/", "/roles/{name}", "/rotate-role/{name}", "/rotate-root/{name}", "/static-creds/{name}",
 		"/static-roles/", "/static-roles/{name}", "/tidy/{connection}"}
 	if strings.Join(seen, " ") != strings.Join(want, " ") {

@@ -60,4 +60,13 @@ for provider in storyden storx katapult dstor storable; do
   "$sandbox" -state "$state" -objects "$provider"
 done
 
+step "metrics: what a Prometheus server scrapes from GET /v1/<mount>/metrics?format=prometheus (a few lines; see docs/metrics.md)"
+for provider in storyden katapult; do
+  "$vault" read "$provider/config/sandbox" >/dev/null 2>&1 || continue
+  url="$VAULT_ADDR/v1/$provider/metrics?format=prometheus"
+  printf '$ curl -H "X-Vault-Token: …" %s\n' "$url"
+  metrics="$(curl -sSf -H "X-Vault-Token: $VAULT_TOKEN" "$url")"
+  grep -E '^vault_apikeys_((issues|revokes|renewals)_total|live_credentials)[{ ]|^vault_apikeys_upstream_request_duration_seconds_count[{].*op="create"' <<<"$metrics" || true
+done
+
 step "done: every lease above was issued, renewed and revoked through the real vault CLI"

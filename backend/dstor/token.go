@@ -40,7 +40,7 @@ type connection struct {
 
 func newConnection(cfg provider.ConnectionConfig) *connection {
 	return &connection{
-		client: provider.Client{Provider: Name, BaseURL: cfg.BaseURL, HTTP: cfg.HTTPClient, Logger: cfg.Logger, Gate: &provider.RateGate{}},
+		client: provider.Client{Provider: Name, BaseURL: cfg.BaseURL, HTTP: cfg.HTTPClient, Logger: cfg.Logger, Gate: &provider.RateGate{}, Observer: cfg.Observer},
 		apiKey: cfg.Values.String(fieldAPIKey),
 	}
 }

@@ -50,6 +50,7 @@ func newConnection(cfg provider.ConnectionConfig, org orgLookup) *connection {
 			// Every 429 comes back to send, which waits for the token's
 			// next minute instead of the client's short backoff.
 			MaxRetryWait: time.Nanosecond,
+			Observer:     cfg.Observer,
 		},
 		org:     org,
 		region:  region,

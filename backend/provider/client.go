@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -69,6 +70,44 @@ type Client struct {
 	// client (backoffs and the gate), so that a test can see the waits
 	// asked for instead of spending them; nil uses Sleep.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Observer, when set, sees every exchange and wait of the client, for
+	// the engine's metrics (see ConnectionConfig.Observer).
+	Observer Observer
+}
+
+// Observer is told what a Client's calls do, so the engine can count them
+// without providers importing it. Its methods run on the caller's goroutine
+// in the request's path, so they must be cheap and never block. op is
+// OpKind of the request's Op: a fixed word, never an object name or id.
+type Observer interface {
+	// UpstreamCall reports one HTTP exchange: status 0 when no answer came.
+	UpstreamCall(op string, status int, took time.Duration)
+	// UpstreamRateLimited reports a wait the upstream asked for with a 429.
+	UpstreamRateLimited(op string)
+	// UpstreamRetry reports one more attempt after a failed one.
+	UpstreamRetry(op string)
+}
+
+// opKinds are the words OpKind keeps; every Op the providers build starts
+// with one of them.
+var opKinds = map[string]bool{
+	"create": true, "delete": true, "list": true, "read": true, "mint": true, "sign": true,
+	"fetch": true, "rotate": true, "revoke": true, "update": true, "get": true, "find": true,
+	"check": true, "verify": true, "set": true, "put": true, "add": true, "remove": true,
+	"look": true, "exchange": true, "refresh": true, "issue": true, "request": true, "change": true,
+	"log": true, "write": true, "grant": true, "attach": true, "detach": true, "generate": true,
+	"regenerate": true,
+}
+
+// OpKind is the fixed verb that starts op ("create API key vault-x" is
+// "create"), or "other": Ops name objects, and a metric label must not.
+func OpKind(op string) string {
+	verb, _, _ := strings.Cut(op, " ")
+	verb = strings.ToLower(verb)
+	if opKinds[verb] {
+		return verb
+	}
+	return "other"
 }
 
 // maxGatedWaits bounds how often one request waits at a closed gate.
@@ -158,6 +197,7 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 		if after := c.gateWait(resp); after > 0 && gated < maxGatedWaits {
 			gated++
 			attempt-- // the upstream refused it unseen: not a failed attempt
+			c.observeRateLimited(r.Op)
 			c.Gate.closeFor(after)
 			c.Log().Debug("upstream rate limit: holding calls back", "provider", c.Provider, "op", r.Op, "wait", after.String())
 			continue
@@ -170,6 +210,12 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 			return resp, nil
 		}
 		c.Log().Debug("retrying upstream call", "provider", c.Provider, "op", r.Op, "attempt", attempt, "wait", wait.String())
+		if resp != nil && resp.Status == http.StatusTooManyRequests {
+			c.observeRateLimited(r.Op)
+		}
+		if c.Observer != nil {
+			c.Observer.UpstreamRetry(OpKind(r.Op))
+		}
 		if err := c.sleep(ctx, wait); err != nil {
 			return nil, &UpstreamError{Provider: c.Provider, Op: r.Op, Err: err}
 		}
@@ -234,10 +280,12 @@ func (c *Client) send(ctx context.Context, r Request) (*Response, error) {
 	httpResp, err := c.httpClient().Do(req)
 	if err != nil {
 		c.Log().Trace("upstream call failed", "provider", c.Provider, "method", r.Method, "path", r.Path, "duration", time.Since(start).String())
+		c.observeCall(r.Op, 0, time.Since(start))
 		return nil, stripURL(err)
 	}
 	defer httpResp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(httpResp.Body, maxResponseBytes))
+	c.observeCall(r.Op, httpResp.StatusCode, time.Since(start))
 	c.Log().Trace("upstream call", "provider", c.Provider, "method", r.Method, "path", r.Path, "status", httpResp.StatusCode, "duration", time.Since(start).String())
 	if err != nil {
 		return nil, fmt.Errorf("read response (HTTP %d): %w", httpResp.StatusCode, stripURL(err))
@@ -316,6 +364,18 @@ func redactLocation(u *url.URL) string {
 }
 
 var defaultHTTPClient = &http.Client{Timeout: DefaultRequestTimeout}
+
+func (c *Client) observeCall(op string, status int, took time.Duration) {
+	if c.Observer != nil {
+		c.Observer.UpstreamCall(OpKind(op), status, took)
+	}
+}
+
+func (c *Client) observeRateLimited(op string) {
+	if c.Observer != nil {
+		c.Observer.UpstreamRateLimited(OpKind(op))
+	}
+}
 
 // Log returns the client's logger, a null one when none was set.
 func (c *Client) Log() hclog.Logger {

@@ -120,6 +120,9 @@ type ConnectionConfig struct {
 	// Vault reads a plugin's log lines as JSON, where a time.Duration is a
 	// bare count of nanoseconds (ttl=3e+11).
 	Logger hclog.Logger
+	// Observer goes into every Client of the connection (Client.Observer);
+	// nil observes nothing.
+	Observer Observer
 }
 
 // IssueRequest is one credential to create upstream.

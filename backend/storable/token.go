@@ -114,7 +114,7 @@ type connection struct {
 func newConnection(cfg provider.ConnectionConfig) *connection {
 	return &connection{
 		name:         cfg.Name,
-		client:       provider.Client{Provider: Name, BaseURL: cfg.BaseURL, HTTP: cfg.HTTPClient, Logger: cfg.Logger, Gate: &provider.RateGate{}},
+		client:       provider.Client{Provider: Name, BaseURL: cfg.BaseURL, HTTP: cfg.HTTPClient, Logger: cfg.Logger, Gate: &provider.RateGate{}, Observer: cfg.Observer},
 		clientID:     cfg.Values.String(fieldClientID),
 		clientSecret: cfg.Values.String(fieldClientSecret),
 		apiKey:       cfg.Values.String(fieldAPIKey),

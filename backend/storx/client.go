@@ -78,9 +78,9 @@ func newConnection(cfg provider.ConnectionConfig, authURL string, csrfToken stri
 	}
 	return &connection{
 		name:       cfg.Name,
-		console:    provider.Client{Provider: Name, BaseURL: cfg.BaseURL, HTTP: cfg.HTTPClient, Logger: logger, Gate: &provider.RateGate{}},
-		devAuth:    provider.Client{Provider: Name, BaseURL: cfg.BaseURL, HTTP: cfg.HTTPClient, Logger: logger, MaxAttempts: 1},
-		auth:       provider.Client{Provider: Name, BaseURL: authURL, HTTP: cfg.HTTPClient, Logger: logger, Gate: &provider.RateGate{}},
+		console:    provider.Client{Provider: Name, BaseURL: cfg.BaseURL, HTTP: cfg.HTTPClient, Logger: logger, Gate: &provider.RateGate{}, Observer: cfg.Observer},
+		devAuth:    provider.Client{Provider: Name, BaseURL: cfg.BaseURL, HTTP: cfg.HTTPClient, Logger: logger, MaxAttempts: 1, Observer: cfg.Observer},
+		auth:       provider.Client{Provider: Name, BaseURL: authURL, HTTP: cfg.HTTPClient, Logger: logger, Gate: &provider.RateGate{}, Observer: cfg.Observer},
 		log:        logger,
 		email:      cfg.Values.String(fieldEmail),
 		password:   cfg.Values.String(fieldPassword),

@@ -34,6 +34,7 @@ func newConnection(cfg provider.ConnectionConfig) *connection {
 			HTTP:     cfg.HTTPClient,
 			Logger:   cfg.Logger,
 			Gate:     &provider.RateGate{},
+			Observer: cfg.Observer,
 		},
 		username: cfg.Values.String(fieldUsername),
 		password: cfg.Values.String(fieldPassword),
