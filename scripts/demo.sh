@@ -61,11 +61,20 @@ for provider in storyden storx katapult dstor storable; do
 done
 
 step "metrics: what a Prometheus server scrapes from GET /v1/<mount>/metrics?format=prometheus (a few lines; see docs/metrics.md)"
+# A plain HTTP GET with bash alone (a fresh machine may have no curl): the
+# body of GET $1 from the loopback Vault, with the token.
+vault_get() {
+  local hostport="${VAULT_ADDR#http://}"
+  exec 3<>"/dev/tcp/${hostport%%:*}/${hostport##*:}"
+  printf 'GET %s HTTP/1.0\r\nHost: %s\r\nX-Vault-Token: %s\r\n\r\n' "$1" "$hostport" "$VAULT_TOKEN" >&3
+  sed '1,/^\r\{0,1\}$/d' <&3
+  exec 3<&-
+}
 for provider in storyden katapult; do
   "$vault" read "$provider/config/sandbox" >/dev/null 2>&1 || continue
-  url="$VAULT_ADDR/v1/$provider/metrics?format=prometheus"
-  printf '$ curl -H "X-Vault-Token: …" %s\n' "$url"
-  metrics="$(curl -sSf -H "X-Vault-Token: $VAULT_TOKEN" "$url")"
+  path="/v1/$provider/metrics?format=prometheus"
+  printf '$ GET %s%s (X-Vault-Token: …)\n' "$VAULT_ADDR" "$path"
+  metrics="$(vault_get "$path")"
   grep -E '^vault_apikeys_((issues|revokes|renewals)_total|live_credentials)[{ ]|^vault_apikeys_upstream_request_duration_seconds_count[{].*op="create"' <<<"$metrics" || true
 done
 
