@@ -2,7 +2,6 @@ package backend
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -42,24 +41,11 @@ func newKatapultEnv(t *testing.T) *katapultEnv {
 // handmadeKey creates an access key the way an operator would, outside Vault.
 func (k *katapultEnv) handmadeKey() string {
 	k.t.Helper()
-	body := `{"organization":{"sub_domain":"acme"},"object_storage_cluster":{"region":"uk-lon-1"},"properties":{"name":"legacy-backup"}}`
-	req, _ := http.NewRequest(http.MethodPost, k.upstream.URL()+"/core/v1/organizations/organization/object_storage/object_storage_cluster/access_keys", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+katapultToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	id, err := katapultemu.ProbeCreateKey(k.upstream.URL(), katapultToken, "acme", "legacy-backup")
 	if err != nil {
 		k.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var out struct {
-		Key struct {
-			ID string `json:"id"`
-		} `json:"object_storage_access_key"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusCreated {
-		k.t.Fatalf("create a key by hand: %d %v", resp.StatusCode, err)
-	}
-	return out.Key.ID
+	return id
 }
 
 func (k *katapultEnv) staticCreds(name string) (id, secret string) {

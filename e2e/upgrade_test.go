@@ -237,24 +237,11 @@ func (e *upgradeEnv) read(path string) *api.Secret {
 // katapultKeyByHand creates an access key outside Vault, for the static role.
 func (e *upgradeEnv) katapultKeyByHand() string {
 	e.t.Helper()
-	body := `{"organization":{"sub_domain":"acme"},"object_storage_cluster":{"region":"uk-lon-1"},"properties":{"name":"backup-job"}}`
-	req, _ := http.NewRequest(http.MethodPost, e.katapult.URL()+"/core/v1/organizations/organization/object_storage/object_storage_cluster/access_keys", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+kpToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	id, err := katapultemu.ProbeCreateKey(e.katapult.URL(), kpToken, "acme", "backup-job")
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var out struct {
-		Key struct {
-			ID string `json:"id"`
-		} `json:"object_storage_access_key"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusCreated {
-		e.t.Fatalf("create a Katapult key by hand: %d %v", resp.StatusCode, err)
-	}
-	return out.Key.ID
+	return id
 }
 
 // wantRunning fails unless the mount runs version.
