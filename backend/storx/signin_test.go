@@ -2,7 +2,6 @@ package storx
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"testing"
 	"time"
@@ -34,31 +33,9 @@ func TestLogin_OneCallerGivingUpDoesNotFailTheOthersSharingIt(t *testing.T) {
 	conn := opened.(*connection)
 	t.Cleanup(conn.Close)
 
-	firstCtx, cancelFirst := context.WithCancel(context.Background())
-	first := make(chan error, 1)
-	go func() {
-		_, err := conn.Issue(firstCtx, e.issueRequest(nil))
-		first <- err
-	}()
-	<-hold.Arrived()
-	type result struct {
-		cred *provider.Credential
-		err  error
-	}
-	second := make(chan result, 1)
-	go func() {
-		cred, err := e.issue(conn, e.issueRequest(nil))
-		second <- result{cred, err}
-	}()
-	cancelFirst()
-	if err := <-first; !errors.Is(err, context.Canceled) {
-		t.Errorf("the cancelled caller got %v, want its own cancellation", err)
-	}
-	hold.Release()
-	got := <-second
-	if got.err != nil {
-		t.Fatalf("the second caller failed with the first one's cancellation: %v", got.err)
-	}
+	testutil.FirstWaiterGivesUp(t, hold,
+		func(ctx context.Context) error { _, err := conn.Issue(ctx, e.issueRequest(nil)); return err },
+		func() (*provider.Credential, error) { return e.issue(conn, e.issueRequest(nil)) })
 	if n := held.Calls()[routeToken]; n != 1 {
 		t.Errorf("%d developer logins, want the one both callers share", n)
 	}

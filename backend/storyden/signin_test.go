@@ -2,7 +2,6 @@ package storyden
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"testing"
 	"time"
@@ -32,32 +31,10 @@ func TestSignIn_OneCallerGivingUpDoesNotFailTheOthersSharingIt(t *testing.T) {
 		return conn.Issue(ctx, provider.IssueRequest{RoleName: "app", Name: name, TTL: time.Hour, ExpiresAt: time.Now().Add(time.Hour)})
 	}
 
-	firstCtx, cancelFirst := context.WithCancel(context.Background())
-	first := make(chan error, 1)
-	go func() {
-		_, err := issue(firstCtx, "vault-app-first")
-		first <- err
-	}()
-	<-hold.Arrived()
-	type result struct {
-		cred *provider.Credential
-		err  error
-	}
-	second := make(chan result, 1)
-	go func() {
-		cred, err := issue(context.Background(), "vault-app-second")
-		second <- result{cred, err}
-	}()
-	cancelFirst()
-	if err := <-first; !errors.Is(err, context.Canceled) {
-		t.Errorf("the cancelled caller got %v, want its own cancellation", err)
-	}
-	hold.Release()
-	got := <-second
-	if got.err != nil {
-		t.Fatalf("the second caller failed with the first one's cancellation: %v", got.err)
-	}
-	if got.cred.Data["access_key"] == "" {
+	got := testutil.FirstWaiterGivesUp(t, hold,
+		func(ctx context.Context) error { _, err := issue(ctx, "vault-app-first"); return err },
+		func() (*provider.Credential, error) { return issue(context.Background(), "vault-app-second") })
+	if got.Data["access_key"] == "" {
 		t.Fatal("the second caller got no access key")
 	}
 	if n := srv.Calls()["POST /api/auth/password/signin"]; n != 1 {
