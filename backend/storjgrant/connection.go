@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"storj.io/common/grant"
 	"storj.io/common/macaroon"
+	"storj.io/common/rpc/rpcstatus"
 	"storj.io/uplink"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
@@ -307,37 +308,47 @@ func (c *Connection) revokeChild(ctx context.Context, child *uplink.Access) erro
 	}
 	err = project.RevokeAccess(ctx, child)
 	_ = project.Close()
-	c.observe(op, err, time.Since(start))
+	code := rpcstatus.Code(err)
+	c.observe(op, code, time.Since(start))
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, uplink.ErrPermissionDenied) && strings.Contains(err.Error(), "Unauthorized API credentials"):
+	case code == rpcstatus.PermissionDenied && strings.Contains(err.Error(), "Unauthorized API credentials"):
 		// The satellite no longer knows the parent's API key: it was
 		// deleted, and every grant derived from it died with it.
 		c.log.Info("the access grant's API key no longer exists on the satellite; the child died with it")
 		return nil
 	}
-	return &provider.UpstreamError{Provider: c.cfg.Provider, Op: op, Message: redact(err.Error(), c.cfg.Grant),
+	ue := &provider.UpstreamError{Provider: c.cfg.Provider, Op: op, Message: redact(err.Error(), c.cfg.Grant),
 		Err: fmt.Errorf("the satellite at %s refused or could not be reached; the child still ends at its NotAfter", c.SatelliteAddress())}
+	if code != rpcstatus.Unknown {
+		ue.Code = rpcStatusNames[code]
+	}
+	return ue
 }
 
-// observe reports the DRPC call to the engine's metrics as an HTTP-like
-// status: 200 answered, 403/400 refused, 0 no answer.
-func (c *Connection) observe(op string, err error, took time.Duration) {
-	if c.cfg.Connection.Observer == nil {
-		return
+// rpcStatusNames name the DRPC codes a revoke can meet, for errors.
+var rpcStatusNames = map[rpcstatus.StatusCode]string{
+	rpcstatus.Canceled: "Canceled", rpcstatus.InvalidArgument: "InvalidArgument", rpcstatus.DeadlineExceeded: "DeadlineExceeded",
+	rpcstatus.NotFound: "NotFound", rpcstatus.PermissionDenied: "PermissionDenied", rpcstatus.ResourceExhausted: "ResourceExhausted",
+	rpcstatus.Unimplemented: "Unimplemented", rpcstatus.Internal: "Internal", rpcstatus.Unavailable: "Unavailable",
+	rpcstatus.Unauthenticated: "Unauthenticated",
+}
+
+// rpcHTTPStatus maps DRPC codes to the HTTP statuses the engine's metrics
+// count; a code not listed (Unknown: no answer) counts as 0.
+var rpcHTTPStatus = map[rpcstatus.StatusCode]int{
+	rpcstatus.OK: http.StatusOK, rpcstatus.InvalidArgument: http.StatusBadRequest, rpcstatus.NotFound: http.StatusNotFound,
+	rpcstatus.PermissionDenied: http.StatusForbidden, rpcstatus.Unauthenticated: http.StatusUnauthorized,
+	rpcstatus.ResourceExhausted: http.StatusTooManyRequests, rpcstatus.Unimplemented: http.StatusNotImplemented,
+	rpcstatus.Internal: http.StatusInternalServerError, rpcstatus.Unavailable: http.StatusServiceUnavailable,
+}
+
+// observe reports the DRPC call to the engine's metrics.
+func (c *Connection) observe(op string, code rpcstatus.StatusCode, took time.Duration) {
+	if c.cfg.Connection.Observer != nil {
+		c.cfg.Connection.Observer.UpstreamCall(provider.OpKind(op), rpcHTTPStatus[code], took)
 	}
-	status := http.StatusOK
-	switch {
-	case err == nil:
-	case errors.Is(err, uplink.ErrPermissionDenied):
-		status = http.StatusForbidden
-	case strings.Contains(err.Error(), "invalid"), strings.Contains(err.Error(), "Invalid"):
-		status = http.StatusBadRequest
-	default:
-		status = 0
-	}
-	c.cfg.Connection.Observer.UpstreamCall(provider.OpKind(op), status, took)
 }
 
 func refTime(s string) time.Time {

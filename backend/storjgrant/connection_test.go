@@ -281,3 +281,49 @@ func TestCheckMaxTTL(t *testing.T) {
 		}
 	}
 }
+
+// recorder is a provider.Observer that keeps the statuses of revoke calls.
+type recorder struct{ revokes []int }
+
+func (r *recorder) UpstreamCall(op string, status int, _ time.Duration) {
+	if op == "revoke" {
+		r.revokes = append(r.revokes, status)
+	}
+}
+func (r *recorder) UpstreamRateLimited(string) {}
+func (r *recorder) UpstreamRetry(string)       {}
+
+// TestRevokeObservedAndRefusalsNamed: the DRPC revoke reaches the metrics
+// as 200, and a satellite refusal comes back with its DRPC code: here the
+// parent is itself a locally derived key of an auditable project, whose
+// unregistered tail the satellite refuses in the header.
+func TestRevokeObservedAndRefusalsNamed(t *testing.T) {
+	e := newEnv(t, storjsat.RootOptions{})
+	rec := &recorder{}
+	open := func(grant string) *Connection {
+		c, err := Open(Config{Provider: "storj", Product: "Storj", AuthURL: e.srv.URL(), Grant: grant,
+			Connection: provider.ConnectionConfig{Name: "test", Observer: rec}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := open(e.root)
+	if err := c.Revoke(context.Background(), issue(t, c, nil, time.Hour).Ref); err != nil {
+		t.Fatal(err)
+	}
+	auditableRoot, err := e.sat.NewRootGrant("x", storjsat.RootOptions{Auditable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	derived := issue(t, open(auditableRoot), nil, 2*time.Hour).Data["access_grant"].(string)
+	c = open(derived)
+	err = c.Revoke(context.Background(), issue(t, c, nil, time.Hour).Ref)
+	var ue *provider.UpstreamError
+	if !errors.As(err, &ue) || ue.Code != "PermissionDenied" || !strings.Contains(err.Error(), "unregistered tail not allowed for auditable API key") {
+		t.Fatalf("Revoke = %v, want the satellite's PermissionDenied", err)
+	}
+	if len(rec.revokes) != 2 || rec.revokes[0] != http.StatusOK || rec.revokes[1] != http.StatusForbidden {
+		t.Fatalf("observed revoke statuses %v, want [200 403]", rec.revokes)
+	}
+}
