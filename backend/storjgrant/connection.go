@@ -65,7 +65,9 @@ type Connection struct {
 	parentID string
 	auth     provider.Client
 	uplink   uplink.Config
-	log      hclog.Logger
+	// timeout bounds one DRPC revoke: the connection's HTTP timeout.
+	timeout time.Duration
+	log     hclog.Logger
 }
 
 // Open parses the parent grant; it makes no upstream call. Errors wrap
@@ -97,7 +99,7 @@ func Open(cfg Config) (*Connection, error) {
 		// The connection's timeout is the one transport setting that
 		// applies to DRPC: TLS there is pinned to the satellite's node id
 		// and a proxy cannot carry it.
-		c.uplink.DialTimeout = hc.Timeout
+		c.timeout = hc.Timeout
 	}
 	return c, nil
 }
@@ -301,6 +303,11 @@ func (c *Connection) Revoke(ctx context.Context, ref provider.Ref) error {
 // revokeChild sends RevokeAPIKey with the parent as the header key.
 func (c *Connection) revokeChild(ctx context.Context, child *uplink.Access) error {
 	const op = "revoke child access grant"
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
 	start := time.Now()
 	project, err := c.uplink.OpenProject(ctx, c.parent)
 	if err != nil {

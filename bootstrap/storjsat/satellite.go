@@ -50,7 +50,7 @@ var (
 	ErrForeignSatellite = errors.New("the grant names another satellite")
 	// ErrUnknownKey marks a grant whose API key this satellite never issued,
 	// or whose macaroon does not validate against the key's secret.
-	ErrUnknownKey = errors.New("Unauthorized API credentials")
+	ErrUnknownKey = errors.New("the satellite did not issue this API key (Unauthorized API credentials)")
 	// ErrRevoked marks a grant whose API key, or one of its ancestors, was revoked.
 	ErrRevoked = errors.New("contains revoked tail")
 	// ErrExpired marks a grant outside its NotBefore/NotAfter window.
