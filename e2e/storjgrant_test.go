@@ -90,7 +90,7 @@ func TestStorjGrant_S3WorksUntilRevoked(t *testing.T) {
 			}
 			wantCLIError(t, cli(t, "", "write", "-f", mount+"/rotate-root/"+conn), "400", "make a new grant")
 			wantCLIError(t, cli(t, "", "write", mount+"/roles/short-"+conn, "connection="+conn, "max_ttl=30s"), "400", "under a minute")
-			report := cliJSON(t, "write", mount+"/tidy/"+conn)
+			report := cliJSON(t, "write", "-f", mount+"/tidy/"+conn)
 			if report.Data["upstream_listable"] != false || !contains(fmt.Sprint(report.Data["note"]), "cannot list") {
 				t.Fatalf("tidy report %v does not say the upstream is not listable", report.Data)
 			}
