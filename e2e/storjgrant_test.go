@@ -77,6 +77,7 @@ func TestStorjGrant_S3WorksUntilRevoked(t *testing.T) {
 	mustCLI(t, secrets, "write", mount+"/config/sx", "-", "provider=storx", "auth_url="+s.auth.URL(), "allow_http=true")
 	for _, conn := range []string{"sj", "sx"} {
 		t.Run(conn, func(t *testing.T) {
+			s.gw.Reset() // s3Lifecycle wants the bucket to itself
 			mustCLI(t, "", "write", mount+"/roles/"+conn, "connection="+conn, "ttl=5m", "max_ttl=1h",
 				"buckets=photos", "permissions=upload,download,list")
 			secret := cliJSON(t, "read", mount+"/creds/"+conn)
