@@ -244,8 +244,9 @@ func TestLookupSaysWhy(t *testing.T) {
 		name, url, token, id string
 		want                 error
 	}{
-		{"unknown id", auth.URL(), auth.AuthToken(), strings.Repeat("a", 28), s3grant.ErrUnknownKey},
-		{"not base32", auth.URL(), auth.AuthToken(), "AKIA-not-storj", s3grant.ErrUnknownKey},
+		{"unknown id", auth.URL(), auth.AuthToken(), otherID(creds.AccessKeyID), s3grant.ErrUnknownKey},
+		{"malformed id", auth.URL(), auth.AuthToken(), strings.Repeat("a", 28), s3grant.ErrUnknownKey},
+		{"an AWS key id", auth.URL(), auth.AuthToken(), "AKIAIOSFODNN7EXAMPLE", s3grant.ErrUnknownKey},
 		{"wrong token", auth.URL(), "wrong", creds.AccessKeyID, s3grant.ErrUnknownKey},
 		{"unparsable grant", badGrant.URL, "t", creds.AccessKeyID, s3grant.ErrBadGrant},
 		{"answer without fields", noFields.URL, "t", creds.AccessKeyID, s3grant.ErrAuthService},
@@ -268,6 +269,15 @@ func TestLookupSaysWhy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// otherID is a well-formed access key id that was never issued.
+func otherID(id string) string {
+	c := byte('a')
+	if id[10] == c {
+		c = 'b'
+	}
+	return id[:10] + string(c) + id[11:]
 }
 
 func TestNewNeedsOptions(t *testing.T) {
