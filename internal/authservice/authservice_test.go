@@ -17,7 +17,7 @@ import (
 	"storj.io/uplink"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/authservice"
-	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/storjtest"
 )
 
 const gatewayEndpoint = "http://127.0.0.1:7777"
@@ -26,7 +26,7 @@ var (
 	// srv is the real authservice every test talks to; it allows grants
 	// of satellite only.
 	srv       *authservice.Server
-	satellite = testutil.StorjNodeURL("127.0.0.1:7778")
+	satellite = storjtest.NodeURL("127.0.0.1:7778")
 	startTime time.Duration
 )
 
@@ -65,7 +65,7 @@ func run(m *testing.M) (int, error) {
 // read and write on the bucket "photos" until notAfter.
 func child(t *testing.T, nodeURL string, notAfter time.Time) string {
 	t.Helper()
-	access, err := testutil.StorjGrant(t, nodeURL).Share(
+	access, err := storjtest.RootGrant(t, nodeURL).Share(
 		uplink.Permission{AllowDownload: true, AllowUpload: true, AllowList: true, AllowDelete: true, NotAfter: notAfter},
 		uplink.SharePrefix{Bucket: "photos"})
 	if err != nil {
@@ -196,7 +196,7 @@ func TestReadBackNeedsTheToken(t *testing.T) {
 // TestRegisterRefusals: the answers the plugin must parse when a grant is
 // refused, all plain text.
 func TestRegisterRefusals(t *testing.T) {
-	other := testutil.StorjNodeURL("127.0.0.1:7779")
+	other := storjtest.NodeURL("127.0.0.1:7779")
 	grantBody := func(grant string) string {
 		b, _ := json.Marshal(map[string]any{"access_grant": grant, "public": false})
 		return string(b)
