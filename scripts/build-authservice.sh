@@ -13,7 +13,8 @@
 # one that answers only .info and a placeholder .mod; the .zip comes from the real proxy, and its
 # hash must equal the one storj.io/edge's own go.sum records (itself verified by the checksum
 # database). The build then replaces storj.io/minio with that extracted directory, whose go.mod is
-# the module's real one.
+# the module's real one; the replace is relative, so the binary's build info, and with it the binary,
+# is the same on every machine.
 set -euo pipefail
 
 if [[ -n "${AUTHSERVICE_BIN:-}" ]]; then
@@ -87,7 +88,7 @@ go 1.25.3
 
 require storj.io/edge $version
 
-replace storj.io/minio => $minio_dir
+replace storj.io/minio => ../minio-modcache/storj.io/minio@$minio_version
 GOMOD
 
 (

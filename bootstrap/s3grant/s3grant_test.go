@@ -25,6 +25,7 @@ import (
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/s3gateway"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/s3grant"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/authservice"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/storjtest"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
 )
 
@@ -34,7 +35,7 @@ var (
 	// auth is the real authservice; it allows grants of satellite only and
 	// hands out gatewayURL as the S3 endpoint.
 	auth       *authservice.Server
-	satellite  = testutil.StorjNodeURL("127.0.0.1:7778")
+	satellite  = storjtest.NodeURL("127.0.0.1:7778")
 	gatewayURL string
 	// checker stands in for the satellite: tests revoke grants on it.
 	checker = &revocations{revoked: map[string]bool{}}
@@ -122,7 +123,7 @@ func run(m *testing.M) (int, error) {
 // valid for an hour on the bucket, and register it for S3 credentials.
 func lease(t *testing.T) (grant string, creds registered) {
 	t.Helper()
-	child, err := testutil.StorjGrant(t, satellite).Share(
+	child, err := storjtest.RootGrant(t, satellite).Share(
 		uplink.Permission{AllowDownload: true, AllowUpload: true, AllowList: true, AllowDelete: true,
 			NotAfter: time.Now().Add(time.Hour)},
 		uplink.SharePrefix{Bucket: bucket})
@@ -244,8 +245,9 @@ func TestLookupSaysWhy(t *testing.T) {
 		name, url, token, id string
 		want                 error
 	}{
-		{"unknown id", auth.URL(), auth.AuthToken(), strings.Repeat("a", 28), s3grant.ErrUnknownKey},
-		{"not base32", auth.URL(), auth.AuthToken(), "AKIA-not-storj", s3grant.ErrUnknownKey},
+		{"unknown id", auth.URL(), auth.AuthToken(), otherID(creds.AccessKeyID), s3grant.ErrUnknownKey},
+		{"malformed id", auth.URL(), auth.AuthToken(), strings.Repeat("a", 28), s3grant.ErrUnknownKey},
+		{"an AWS key id", auth.URL(), auth.AuthToken(), "AKIAIOSFODNN7EXAMPLE", s3grant.ErrUnknownKey},
 		{"wrong token", auth.URL(), "wrong", creds.AccessKeyID, s3grant.ErrUnknownKey},
 		{"unparsable grant", badGrant.URL, "t", creds.AccessKeyID, s3grant.ErrBadGrant},
 		{"answer without fields", noFields.URL, "t", creds.AccessKeyID, s3grant.ErrAuthService},
@@ -268,6 +270,15 @@ func TestLookupSaysWhy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// otherID is a well-formed access key id that was never issued.
+func otherID(id string) string {
+	c := byte('a')
+	if id[10] == c {
+		c = 'b'
+	}
+	return id[:10] + string(c) + id[11:]
 }
 
 func TestNewNeedsOptions(t *testing.T) {

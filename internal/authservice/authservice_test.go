@@ -17,7 +17,7 @@ import (
 	"storj.io/uplink"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/authservice"
-	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/storjtest"
 )
 
 const gatewayEndpoint = "http://127.0.0.1:7777"
@@ -26,7 +26,7 @@ var (
 	// srv is the real authservice every test talks to; it allows grants
 	// of satellite only.
 	srv       *authservice.Server
-	satellite = testutil.StorjNodeURL("127.0.0.1:7778")
+	satellite = storjtest.NodeURL("127.0.0.1:7778")
 	startTime time.Duration
 )
 
@@ -65,7 +65,7 @@ func run(m *testing.M) (int, error) {
 // read and write on the bucket "photos" until notAfter.
 func child(t *testing.T, nodeURL string, notAfter time.Time) string {
 	t.Helper()
-	access, err := testutil.StorjGrant(t, nodeURL).Share(
+	access, err := storjtest.RootGrant(t, nodeURL).Share(
 		uplink.Permission{AllowDownload: true, AllowUpload: true, AllowList: true, AllowDelete: true, NotAfter: notAfter},
 		uplink.SharePrefix{Bucket: "photos"})
 	if err != nil {
@@ -171,21 +171,23 @@ func TestRegisterGrantAndReadItBack(t *testing.T) {
 }
 
 // TestReadBackNeedsTheToken: only the gateway, holding the token, may read
-// a record; an unknown id is the same 401.
+// a record; an unknown id is the same 401, a malformed one 400.
 func TestReadBackNeedsTheToken(t *testing.T) {
 	creds := register(t, child(t, satellite, time.Now().Add(time.Hour)))
-	unknown := strings.Repeat("a", 28)
+	unknown := otherID(creds.AccessKeyID)
 	for _, tc := range []struct {
 		name, id, token string
+		status          int
 	}{
-		{"no token", creds.AccessKeyID, ""},
-		{"wrong token", creds.AccessKeyID, "not-" + srv.AuthToken()},
-		{"unknown id", unknown, srv.AuthToken()},
+		{"no token", creds.AccessKeyID, "", http.StatusUnauthorized},
+		{"wrong token", creds.AccessKeyID, "not-" + srv.AuthToken(), http.StatusUnauthorized},
+		{"unknown id", unknown, srv.AuthToken(), http.StatusUnauthorized},
+		{"malformed id", strings.Repeat("a", 28), srv.AuthToken(), http.StatusBadRequest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, data := do(t, http.MethodGet, "/v1/access/"+tc.id, tc.token, "")
-			if resp.StatusCode != http.StatusUnauthorized || bytes.Contains(data, []byte(creds.SecretKey)) {
-				t.Errorf("GET: %d %q, want 401 without the secret", resp.StatusCode, data)
+			if resp.StatusCode != tc.status || bytes.Contains(data, []byte(creds.SecretKey)) {
+				t.Errorf("GET: %d %q, want %d without the secret", resp.StatusCode, data, tc.status)
 			}
 		})
 	}
@@ -194,7 +196,7 @@ func TestReadBackNeedsTheToken(t *testing.T) {
 // TestRegisterRefusals: the answers the plugin must parse when a grant is
 // refused, all plain text.
 func TestRegisterRefusals(t *testing.T) {
-	other := testutil.StorjNodeURL("127.0.0.1:7779")
+	other := storjtest.NodeURL("127.0.0.1:7779")
 	grantBody := func(grant string) string {
 		b, _ := json.Marshal(map[string]any{"access_grant": grant, "public": false})
 		return string(b)
@@ -237,6 +239,16 @@ func TestNoDelete(t *testing.T) {
 	if resp, _ := do(t, http.MethodGet, "/v1/access/"+creds.AccessKeyID, srv.AuthToken(), ""); resp.StatusCode != http.StatusOK {
 		t.Errorf("after DELETE, GET answered %d, want 200", resp.StatusCode)
 	}
+}
+
+// otherID is a well-formed access key id that was never issued: id with one
+// character past its version byte changed.
+func otherID(id string) string {
+	c := byte('a')
+	if id[10] == c {
+		c = 'b'
+	}
+	return id[:10] + string(c) + id[11:]
 }
 
 func TestStartNeedsOptions(t *testing.T) {

@@ -1,4 +1,7 @@
-package testutil
+// Package storjtest makes genuine Storj access grants for tests. It is apart
+// from internal/testutil so that only the tests that need storj.io/uplink
+// link it.
+package storjtest
 
 import (
 	"crypto/rand"
@@ -11,19 +14,19 @@ import (
 	"storj.io/uplink"
 )
 
-// StorjNodeURL is a satellite node URL, "NODEID@addr", with a random node
+// NodeURL is a satellite node URL, "NODEID@addr", with a random node
 // id: enough for a service that only compares the URL, such as the auth
 // service's allow list. A satellite that must prove its id over TLS needs
 // a real identity instead.
-func StorjNodeURL(addr string) string {
+func NodeURL(addr string) string {
 	return storj.NodeURL{ID: testrand.NodeID(), Address: addr}.String()
 }
 
-// StorjGrant is a genuine root access grant for the satellite at nodeURL,
+// RootGrant is a genuine root access grant for the satellite at nodeURL,
 // made as a satellite and `uplink access create` make one: a fresh
 // macaroon API key with a random secret, and a random default encryption
 // key. It has no caveat, so it never expires; derive children with Share.
-func StorjGrant(t testing.TB, nodeURL string) *uplink.Access {
+func RootGrant(t testing.TB, nodeURL string) *uplink.Access {
 	t.Helper()
 	secret := make([]byte, 32)
 	var key storj.Key
