@@ -51,7 +51,7 @@ bench: build
 
 ## demo: Vault + sandbox on loopback; issue, renew and revoke a credential of each provider
 demo: build
-	VAULT_BIN="$$(scripts/build-vault.sh)" PLUGIN_VERSION=$(VERSION) scripts/demo.sh
+	VAULT_BIN="$$(scripts/build-vault.sh)" AUTHSERVICE_BIN="$$(scripts/build-authservice.sh)" PLUGIN_VERSION=$(VERSION) scripts/demo.sh
 
 ## sandbox: run the upstream emulators on 127.0.0.1 until interrupted
 sandbox:

@@ -4,8 +4,14 @@
 # provider, issue, renew and revoke one credential and show what existed
 # upstream before and after the revoke.
 #
-#   VAULT_BIN    vault binary (default: scripts/build-vault.sh)
-#   VAULT_PORT   Vault's port (default 18200)
+# The storj provider, and StorX in access-grant mode, run against the
+# sandbox's satellite stand-in, the real Storj auth service and an S3
+# gateway: their credentials are also tried with S3 requests, before the
+# revoke (accepted) and after it (refused).
+#
+#   VAULT_BIN        vault binary (default: scripts/build-vault.sh)
+#   AUTHSERVICE_BIN  Storj auth service binary (default: scripts/build-authservice.sh)
+#   VAULT_PORT       Vault's port (default 18200)
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -14,6 +20,7 @@ run_dir="$repo/bin/demo"
 mkdir -p "$run_dir"
 export VAULT_BIN="${VAULT_BIN:-$(scripts/build-vault.sh)}"
 vault="$VAULT_BIN"
+export AUTHSERVICE_BIN="${AUTHSERVICE_BIN:-$(scripts/build-authservice.sh)}"
 state="$run_dir/sandbox.json"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -44,21 +51,71 @@ step "register the plugin by SHA-256 and version; mount and configure each provi
 scripts/register-plugin.sh bin/plugins/vault-plugin-secrets-apikeys
 SANDBOX_BIN="$sandbox" bootstrap/configure.sh "$state"
 
-for provider in storyden storx katapult dstor storable; do
-  "$vault" read "$provider/config/sandbox" >/dev/null 2>&1 || continue
-  step "$provider"
-  show "$vault" read "$provider/config/sandbox"
-  lease_json="$(show "$vault" read -format=json "$provider/creds/app")"
-  lease_id="$(sed -n 's/.*"lease_id": "\([^"]*\)".*/\1/p' <<<"$lease_json")"
-  "$vault" read "$provider/creds/app" >/dev/null   # a second lease, left to expire with the demo
+# The storj mount, and a second StorX connection in access-grant mode, both
+# with the sandbox's root grant; it goes through stdin as JSON, so it never
+# shows in the process list.
+if "$sandbox" -state "$state" -get storj.url >/dev/null 2>&1; then
+  grant_json="$(printf '{"access_grant":"%s"}' "$("$sandbox" -state "$state" -get storj.access_grant)")"
+  auth_url="$("$sandbox" -state "$state" -get storj.auth_url)"
+  bucket="$("$sandbox" -state "$state" -get storj.bucket)"
+  "$vault" secrets enable -path=storj vault-plugin-secrets-apikeys >/dev/null
+  show "$vault" write storj/config/sandbox - provider=storj base_url="$auth_url" allow_http=true <<<"$grant_json"
+  show "$vault" write storj/roles/app connection=sandbox ttl=5m max_ttl=1h buckets="$bucket" permissions=upload,download,list
+  show "$vault" write storx/config/grant - provider=storx auth_url="$auth_url" allow_http=true <<<"$grant_json"
+  show "$vault" write storx/roles/grant connection=grant ttl=5m max_ttl=1h buckets="$bucket" permissions=upload,download,list
+fi
+
+# json_field NAME prints one string field of the JSON on stdin.
+json_field() { sed -n 's/.*"'"$1"'": "\([^"]*\)".*/\1/p'; }
+
+# s3_try: a PUT and a LIST on the sandbox's S3 gateway with the lease's
+# keys; fails if the gateway refuses them.
+s3_try() {
+  printf '$ AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=… sandbox -s3 storj\n' "$key_id" >&2
+  AWS_ACCESS_KEY_ID="$key_id" AWS_SECRET_ACCESS_KEY="$secret_key" "$sandbox" -state "$state" -s3 storj
+}
+
+# upstream CHECK: what exists upstream ("objects NAME"), or whether the
+# lease's S3 keys work ("s3").
+upstream() {
+  case "$1" in
+    objects) "$sandbox" -state "$state" -objects "$2" ;;
+    s3) s3_try ;;
+  esac
+}
+
+# lease_demo TITLE MOUNT CONNECTION ROLE CHECK...: issue, renew and revoke
+# one credential of MOUNT/creds/ROLE, showing CHECK before and after the
+# revoke. An S3 check must pass before the revoke and fail after it.
+lease_demo() {
+  local title="$1" mount="$2" conn="$3" role="$4"
+  shift 4
+  "$vault" read "$mount/config/$conn" >/dev/null 2>&1 || return 0
+  step "$title"
+  show "$vault" read "$mount/config/$conn"
+  lease_json="$(show "$vault" read -format=json "$mount/creds/$role")"
+  lease_id="$(json_field lease_id <<<"$lease_json")"
+  key_id="$(json_field access_key_id <<<"$lease_json")"
+  secret_key="$(json_field secret_access_key <<<"$lease_json")"
+  "$vault" read "$mount/creds/$role" >/dev/null   # a second lease, left to expire with the demo
   echo "$lease_json" | sed -E 's/("(secret_access_key|access_key|access_token|access_grant)": "[^"]{8})[^"]*"/\1…(shortened by the demo)"/'
   show "$vault" lease renew -increment=30m "$lease_id"
   echo "-- upstream before revoke:"
-  "$sandbox" -state "$state" -objects "$provider"
+  upstream "$@"
   show "$vault" lease revoke -sync "$lease_id"
   echo "-- upstream after revoke:"
-  "$sandbox" -state "$state" -objects "$provider"
+  if [[ "$1" == s3 ]]; then
+    if s3_try; then echo "the S3 gateway still accepts the revoked credential" >&2; exit 1; fi
+  else
+    upstream "$@"
+  fi
+}
+
+for provider in storyden storx katapult dstor storable; do
+  lease_demo "$provider" "$provider" sandbox app objects "$provider"
 done
+lease_demo "storj (access grant; the real Storj auth service, S3 through the sandbox gateway)" storj sandbox app s3
+lease_demo "storx in access-grant mode (same grant stack)" storx grant grant s3
 
 step "metrics: what a Prometheus server scrapes from GET /v1/<mount>/metrics?format=prometheus (a few lines; see docs/metrics.md)"
 # A plain HTTP GET with bash alone (a fresh machine may have no curl): the

@@ -4,11 +4,19 @@
 //
 //	sandbox [-addr 127.0.0.1] [-storyden-port 18105] [-state FILE] [-duration 0]
 //	sandbox -state FILE -get storyden.url
+//	sandbox -state FILE -objects storyden
+//	AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=… sandbox -state FILE -s3 storj
 //
 // Once every emulator listens, the state file receives their URLs and seeded
 // root credentials as JSON, e.g.
 // {"storyden":{"url":"http://127.0.0.1:18105","username":"vault-admin","password":"…"}}.
-// The -get form prints one value from it for shell scripts.
+// The -get form prints one value from it for shell scripts; -objects prints
+// what one emulator holds; -s3 tries S3 credentials on a gateway.
+//
+// The storj upstream runs only when AUTHSERVICE_BIN names the real Storj
+// auth service (make authservice): its entry is the S3 gateway in
+// access-grant mode ("url", "bucket"), the auth service ("auth_url"), the
+// satellite stand-in's node URL ("satellite") and a root "access_grant".
 package main
 
 import (
@@ -18,6 +26,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
@@ -43,6 +52,10 @@ type upstream struct {
 	// build returns the emulator and the root credentials seeded into it,
 	// which go to the state file next to its URL.
 	build func() (sandbox.Emulator, map[string]string, error)
+	// attach, if set, runs once the emulator listens, for upstreams with
+	// parts that need its URL; it returns more state entries and a
+	// function that stops those parts.
+	attach func(ctx context.Context, srv *sandbox.Server) (map[string]string, func(), error)
 }
 
 var upstreams = []upstream{
@@ -53,6 +66,9 @@ var upstreams = []upstream{
 	{name: "storx", defaultPort: 18101, build: buildStorx},
 	// After storx: the auth service checks grants against its satellite.
 	{name: "storx-auth", defaultPort: 18111, build: buildStorxAuth},
+	// The S3 gateway in access-grant mode, with its satellite and the real
+	// Storj auth service behind it; only when AUTHSERVICE_BIN is set.
+	{name: "storj", defaultPort: 18112, build: theStorj.build, attach: theStorj.attach},
 }
 
 // State is the state file: upstream name → "url" and root credentials.
@@ -152,6 +168,7 @@ type config struct {
 	duration  time.Duration
 	get       string
 	objects   string
+	s3        string
 }
 
 func main() {
@@ -179,6 +196,8 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&cfg.duration, "duration", 0, "stop after this long (0 = until SIGINT or SIGTERM)")
 	fs.StringVar(&cfg.get, "get", "", "print one value of the -state file, e.g. storyden.url, and exit")
 	fs.StringVar(&cfg.objects, "objects", "", "print what one running emulator of the -state file holds upstream, e.g. storyden, and exit")
+	fs.StringVar(&cfg.s3, "s3", "", "PUT an object and LIST the bucket of one running S3 gateway of the -state file, e.g. storj, "+
+		"with the credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; exit 1 if refused")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -201,6 +220,12 @@ func dispatch(cfg config) error {
 		}
 		return printObjects(os.Stdout, cfg.stateFile, cfg.objects)
 	}
+	if cfg.s3 != "" {
+		if cfg.stateFile == "" {
+			return errors.New("-s3 needs -state FILE")
+		}
+		return s3Check(os.Stdout, cfg.stateFile, cfg.s3, os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if cfg.duration > 0 {
@@ -219,13 +244,15 @@ func run(ctx context.Context, cfg config, log io.Writer) error {
 			return err
 		}
 	}
-	servers, state, err := startAll(cfg)
-	defer closeAll(servers)
+	stops, state, err := startAll(ctx, cfg, log)
+	defer stopAll(stops)
 	if err != nil {
 		return err
 	}
 	for _, u := range upstreams {
-		fmt.Fprintf(log, "sandbox: %s emulator listening on %s\n", u.name, state[u.name]["url"])
+		if entry, ok := state[u.name]; ok {
+			fmt.Fprintf(log, "sandbox: %s emulator listening on %s\n", u.name, entry["url"])
+		}
 	}
 	if cfg.stateFile != "" {
 		if err := writeState(cfg.stateFile, state); err != nil {
@@ -239,31 +266,45 @@ func run(ctx context.Context, cfg config, log io.Writer) error {
 	return nil
 }
 
-func startAll(cfg config) ([]*sandbox.Server, State, error) {
-	var servers []*sandbox.Server
+// startAll starts every upstream, skipping (with a log line saying why)
+// those whose build returns errSkipped. The stop functions end what
+// started, even when a later upstream fails.
+func startAll(ctx context.Context, cfg config, log io.Writer) ([]func(), State, error) {
+	var stops []func()
 	state := State{}
 	for _, u := range upstreams {
 		emu, creds, err := u.build()
+		if errors.Is(err, errSkipped) {
+			fmt.Fprintf(log, "sandbox: %s %v\n", u.name, err)
+			continue
+		}
 		if err != nil {
-			return servers, nil, fmt.Errorf("%s: %w", u.name, err)
+			return stops, nil, fmt.Errorf("%s: %w", u.name, err)
 		}
 		srv, err := sandbox.Start(emu, net.JoinHostPort(cfg.addr, strconv.Itoa(*cfg.ports[u.name])))
 		if err != nil {
-			return servers, nil, err
+			return stops, nil, err
 		}
-		servers = append(servers, srv)
+		stops = append(stops, func() { _ = srv.Close() })
 		entry := map[string]string{"url": srv.URL()}
-		for k, v := range creds {
-			entry[k] = v
+		maps.Copy(entry, creds)
+		if u.attach != nil {
+			more, stop, err := u.attach(ctx, srv)
+			if err != nil {
+				return stops, nil, fmt.Errorf("%s: %w", u.name, err)
+			}
+			stops = append(stops, stop)
+			maps.Copy(entry, more)
 		}
 		state[u.name] = entry
 	}
-	return servers, state, nil
+	return stops, state, nil
 }
 
-func closeAll(servers []*sandbox.Server) {
-	for _, s := range servers {
-		_ = s.Close()
+// stopAll stops in reverse order of start.
+func stopAll(stops []func()) {
+	for i := len(stops) - 1; i >= 0; i-- {
+		stops[i]()
 	}
 }
 
@@ -295,13 +336,9 @@ func printStateValue(out io.Writer, path, key string) error {
 	if !ok {
 		return fmt.Errorf("-get %q: want UPSTREAM.FIELD, e.g. storyden.url", key)
 	}
-	body, err := os.ReadFile(path)
+	state, err := readState(path)
 	if err != nil {
 		return err
-	}
-	var state State
-	if err := json.Unmarshal(body, &state); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
 	}
 	value, ok := state[name][field]
 	if !ok {
@@ -309,4 +346,17 @@ func printStateValue(out io.Writer, path, key string) error {
 	}
 	_, err = fmt.Fprintln(out, value)
 	return err
+}
+
+// readState reads a state file that run wrote.
+func readState(path string) (State, error) {
+	body, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var state State
+	if err := json.Unmarshal(body, &state); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return state, nil
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"text/tabwriter"
 	"time"
 
@@ -15,13 +14,9 @@ import (
 // printObjects asks a running emulator, found in the state file, what it
 // holds upstream, and prints one line per object.
 func printObjects(out io.Writer, stateFile, name string) error {
-	body, err := os.ReadFile(stateFile)
+	state, err := readState(stateFile)
 	if err != nil {
 		return err
-	}
-	var state State
-	if err := json.Unmarshal(body, &state); err != nil {
-		return fmt.Errorf("%s: %w", stateFile, err)
 	}
 	url := state[name]["url"]
 	if url == "" {
