@@ -19,6 +19,11 @@ import (
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/devvault"
 )
 
+// WebAddress is the server's PUBLIC_WEB_ADDRESS, where it redirects after a
+// logout. It has no port: WebAuthn takes its relying-party id from that host,
+// and Storyden refuses to start when it carries a port.
+const WebAddress = "http://127.0.0.1"
+
 // startLimit bounds the wait for a fresh server to answer; it starts in about
 // a second, but the machine may be busy building.
 const startLimit = time.Minute
@@ -51,7 +56,8 @@ type Server struct {
 	exited  chan struct{}
 }
 
-// Start runs bin with its database, assets and indexes in dir, and returns
+// Start runs bin with its database, assets and indexes in dir (created if
+// need be), and returns
 // once the API answers. extraEnv (NAME=value) is added to the environment,
 // e.g. RATE_LIMIT for a benchmark. The server gets no mail, OAuth, frontend or
 // telemetry settings, and none of the caller's environment beyond PATH, so a
@@ -60,6 +66,9 @@ type Server struct {
 func Start(bin, dir string, extraEnv ...string) (*Server, error) {
 	port, err := devvault.FreePort()
 	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
@@ -90,8 +99,7 @@ func Start(bin, dir string, extraEnv ...string) (*Server, error) {
 }
 
 // environment is the server's whole configuration (internal/config of
-// Storyden). PUBLIC_WEB_ADDRESS has no port: WebAuthn takes its relying-party
-// id from that host, and Storyden refuses to start when it carries a port.
+// Storyden).
 func environment(dir, addr string) []string {
 	return []string{
 		"PATH=" + os.Getenv("PATH"),
@@ -99,7 +107,7 @@ func environment(dir, addr string) []string {
 		"TMPDIR=" + os.TempDir(),
 		"LISTEN_ADDR=" + addr,
 		"PUBLIC_API_ADDRESS=http://" + addr,
-		"PUBLIC_WEB_ADDRESS=http://127.0.0.1",
+		"PUBLIC_WEB_ADDRESS=" + WebAddress,
 		"DATABASE_URL=sqlite://" + filepath.Join(dir, "data.db") + "?_pragma=foreign_keys(1)",
 		"ASSET_STORAGE_TYPE=local",
 		"ASSET_STORAGE_LOCAL_PATH=" + filepath.Join(dir, "assets"),
