@@ -50,7 +50,7 @@ require github.com/Southclaws/storyden $version
 GOMOD
 
 log="$dir/build.log"
-echo "building storyden $version into $dir (one-time, about 10-30 CPU-minutes; log: $log)" >&2
+echo "building storyden $version into $dir (one-time, 10-40 minutes on 2 cores; log: $log)" >&2
 (
   cd "$src"
   # Storyden's go.sum goes in first, and there is no `go mod tidy`: the checksum
