@@ -10,7 +10,7 @@ BIN_DIR     := bin
 PLUGIN_DIR  := $(BIN_DIR)/plugins
 GO_TEST_FLAGS ?= -race -count=1 -timeout 40m -parallel 8
 
-.PHONY: build release vault storyden test test-long test-unit bench demo sandbox fmt fmtcheck vet clean
+.PHONY: build release vault authservice storyden test test-long test-unit bench demo sandbox fmt fmtcheck vet clean
 
 ## build: the plugin binary, with its version set by -ldflags
 build:
@@ -29,21 +29,25 @@ release:
 vault:
 	@scripts/build-vault.sh
 
+## authservice: build the real Storj auth service from the Go module once (cached outside the clone)
+authservice:
+	@scripts/build-authservice.sh
+
 ## storyden: build the real Storyden server from its Go module once (cached outside the clone)
 storyden:
 	@scripts/build-storyden.sh
 
-## test: every test, unit and end-to-end against a real Vault server (and a real Storyden server)
+## test: every test, unit and end-to-end against a real Vault server (and the real Storj auth service and Storyden server)
 test: fmtcheck vet
-	VAULT_BIN="$$(scripts/build-vault.sh)" STORYDEN_BIN="$$(scripts/build-storyden.sh)" PLUGIN_VERSION=$(VERSION) go test $(GO_TEST_FLAGS) ./...
+	VAULT_BIN="$$(scripts/build-vault.sh)" AUTHSERVICE_BIN="$$(scripts/build-authservice.sh)" STORYDEN_BIN="$$(scripts/build-storyden.sh)" PLUGIN_VERSION=$(VERSION) go test $(GO_TEST_FLAGS) ./...
 
 ## test-long: crash and HA end-to-end tests (Vault SIGKILLed mid-issue; a 3-node Raft cluster losing its leader)
 test-long:
 	VAULT_BIN="$$(scripts/build-vault.sh)" PLUGIN_VERSION=$(VERSION) go test -tags long -count=1 -timeout 30m ./e2e/ -run 'Crash|HA'
 
-## test-unit: tests that need no Vault binary
+## test-unit: tests that need no Vault binary (the auth service is still built once, if missing)
 test-unit:
-	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v /e2e)
+	AUTHSERVICE_BIN="$$(scripts/build-authservice.sh)" go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v /e2e)
 
 ## bench: cost per credential against the floors, through a real Vault and the sandbox; rewrites docs/benchmarks.md
 bench: build

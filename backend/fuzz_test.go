@@ -14,6 +14,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
+	"storj.io/common/grant"
+	"storj.io/common/macaroon"
+	"storj.io/common/storj"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
 
@@ -377,6 +380,22 @@ var fuzzRoleConnections = map[string]map[string]any{
 	"katapult": {"provider": "katapult", "api_token": "user-token-secret-0123456789", "organization": "acme"},
 	"dstor":    {"provider": "dstor", "api_key": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
 	"storable": {"provider": "storable", "client_id": "client-id", "client_secret": "client secret", "api_key": "0123456789012345678901234567890123456789"},
+	"storj":    {"provider": "storj", "access_grant": fixedStorjGrant()},
+}
+
+// fixedStorjGrant is a genuine access grant of a satellite that does not
+// exist: connections in grant mode parse it without an upstream call.
+func fixedStorjGrant() string {
+	key, err := macaroon.NewAPIKey([]byte("fuzz-project-secret"))
+	if err != nil {
+		panic(err)
+	}
+	sat := storj.NodeURL{ID: storj.NodeID{1}, Address: "127.0.0.1:7777"}.String()
+	serialized, err := (&grant.Access{SatelliteAddress: sat, APIKey: key, EncAccess: grant.NewEncryptionAccessWithDefaultKey(&storj.Key{})}).Serialize()
+	if err != nil {
+		panic(err)
+	}
+	return serialized
 }
 
 // FuzzRoleWrite writes a role on a valid connection: it must be stored or

@@ -215,7 +215,7 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 	objectName := fmt.Sprintf("%s-%s-%s", b.namePrefix(plan.role), plan.roleName, unique)
 	wal := walIssue{Connection: plan.connName, Provider: entry.Provider, Role: plan.roleName, Name: objectName, RoleValues: plan.role.Values, CreatedAt: now.Unix()}
 	var walID string // stays empty for providers with nothing to roll back
-	if b.mayLeaveObjects(entry.Provider) {
+	if b.mayLeaveObjects(entry.Provider) && !rollbackFree(conn) {
 		// The error goes back unwrapped: on a performance standby it is
 		// exactly logical.ErrReadOnly, which makes Vault forward the request.
 		if walID, err = putIssueWAL(ctx, s, wal); err != nil {
@@ -309,6 +309,13 @@ func (b *backend) mayLeaveObjects(providerName string) bool {
 	p, _ := b.providers.get(providerName)
 	free, ok := p.(provider.RollbackFree)
 	return !ok || !free.NothingToRollBack()
+}
+
+// rollbackFree reports whether this connection, whatever its provider,
+// leaves nothing upstream for a rollback (StorX in access-grant mode).
+func rollbackFree(conn provider.Connection) bool {
+	free, ok := conn.(provider.RollbackFree)
+	return ok && free.NothingToRollBack()
 }
 
 // namePrefix is the role's provider field marked NamePrefix, else "vault".

@@ -186,6 +186,11 @@ func (b *backend) roleFromRequest(ctx context.Context, req *logical.Request, nam
 	if msg := applyTTLs(role, d); msg != "" {
 		return msg, nil, nil
 	}
+	if checker, ok := p.(provider.ConnectionRoleChecker); ok {
+		if err := checker.CheckRoleForConnection(conn.Values, role.Values, role.MaxTTL); err != nil {
+			return err.Error(), nil, nil
+		}
+	}
 	if raw, ok := d.GetOk(fieldMaxLiveCredentials); ok {
 		role.MaxLiveCredentials = raw.(int)
 	}

@@ -63,7 +63,7 @@ func TestRoles_BadInputIs400AndStoresNothing(t *testing.T) {
 		{"missing connection", "roles/r", map[string]any{"connection": "nope"}, `connection "nope" does not exist`},
 		{"ttl above max_ttl", "roles/r", map[string]any{"connection": "main", "ttl": "2h", "max_ttl": "1h"}, "ttl (2h0m0s) is longer than max_ttl (1h0m0s)"},
 		{"unknown field", "roles/r", map[string]any{"connection": "main", "colour": "a"}, "colour is not a known field"},
-		{"field of another provider", "roles/r", map[string]any{"connection": "main", "buckets": "a"}, "buckets is a field of provider storx, not storyden"},
+		{"field of another provider", "roles/r", map[string]any{"connection": "main", "buckets": "a"}, "buckets is a field of provider storj/storx, not storyden"},
 		{"bad prefix", "roles/r", map[string]any{"connection": "main", "key_name_prefix": "has space"}, "key_name_prefix"},
 		{"bad name", "roles/r!", map[string]any{"connection": "main"}, `role name "r!" is not valid`},
 		{"not allowed", "roles/other", map[string]any{"connection": "main"}, `does not allow role "other"`},

@@ -58,7 +58,11 @@ another mount sharing the upstream account; never deleted). With
 dry_run=false it deletes the expired and unknown ones older than
 safety_buffer, drops the gone ones whose lease ended more than
 safety_buffer ago from the inventory, and says what it deleted (deleted)
-and dropped (pruned). Objects still being issued are never touched.`,
+and dropped (pruned). Objects still being issued are never touched.
+Connections whose upstream cannot list what they created (StorX and Storj in
+access-grant mode) are tidied from the inventory alone: the report says
+upstream_listable=false, and with dry_run=false the entries whose lease
+ended are revoked.`,
 		},
 	}
 }
@@ -113,6 +117,9 @@ func (b *backend) pathTidyWrite(ctx context.Context, req *logical.Request, d *fr
 		return logical.ErrorResponse("connection %q does not exist", name), nil
 	}
 	lister, ok := conn.(provider.Lister)
+	if unlisted, isUnlisted := conn.(provider.Unlisted); !ok && isUnlisted {
+		return b.tidyUnlisted(ctx, req.Storage, name, entry, conn, unlisted, dryRun, buffer)
+	}
 	if !ok {
 		return logical.ErrorResponse("provider %s cannot list or delete its credentials through its API, so there is nothing to tidy on connection %q", entry.Provider, name), nil
 	}
@@ -210,6 +217,42 @@ func (b *backend) tidy(ctx context.Context, s logical.Storage, name string, entr
 		b.pruneInventory(ctx, s, name, stale, report)
 	}
 	return report, nil
+}
+
+// tidyUnlisted tidies a connection whose upstream cannot list what it
+// holds: from the inventory alone, the entries whose lease ended more than
+// buffer ago are revoked (dry_run=false) and dropped. The report says the
+// upstream is not listable, so unknown and gone objects cannot be found.
+func (b *backend) tidyUnlisted(ctx context.Context, s logical.Storage, name string, entry *connectionEntry, conn provider.Connection, unlisted provider.Unlisted, dryRun bool, buffer time.Duration) (*logical.Response, error) {
+	known, err := listInventory(ctx, s, name)
+	if err != nil {
+		return nil, err
+	}
+	report := &tidyReport{}
+	var doomed []leftover
+	now := time.Now()
+	for _, e := range known {
+		if e.LeaseExpiresAt.Add(buffer).Before(now) {
+			report.ExpiredPresent = append(report.ExpiredPresent, e.view())
+			doomed = append(doomed, leftover{name: e.Name, ref: e.Ref, view: e.view()})
+			continue
+		}
+		report.Live = append(report.Live, e.view())
+	}
+	if !dryRun {
+		b.deleteLeftovers(ctx, s, name, entry.Provider, conn, doomed, report)
+	}
+	return &logical.Response{Data: map[string]any{
+		"dry_run":           dryRun,
+		"safety_buffer":     int64(buffer.Seconds()),
+		"upstream_listable": false,
+		"note": unlisted.NotListable() + ": expired_present lists the inventory's entries whose lease ended (revoke never confirmed); " +
+			"unknown_upstream and gone_upstream cannot be known",
+		"live":            report.Live,
+		"expired_present": report.ExpiredPresent,
+		"deleted":         report.Deleted,
+		"failed":          report.Failed,
+	}}, nil
 }
 
 // pruneInventory drops the entries of objects gone upstream.

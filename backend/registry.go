@@ -11,6 +11,7 @@ import (
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/katapult"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/storable"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/storj"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/storx"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/storyden"
 )
@@ -24,6 +25,7 @@ func defaultRegistry() *registry {
 		katapult.New(),
 		dstor.New(),
 		storable.New(),
+		storj.New(),
 	)
 }
 

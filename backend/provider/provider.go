@@ -63,6 +63,8 @@ type RootRotationCapable interface {
 // upstream that Rollback could find and delete (a token that cannot be
 // revoked, a shared cached token). The engine writes no WAL entry for their
 // issues: it would guard nothing and cost two storage writes per credential.
+// A Connection may implement it too, when only some of a provider's
+// connections are rollback-free (StorX in access-grant mode).
 type RollbackFree interface {
 	NothingToRollBack() bool
 }
@@ -92,6 +94,26 @@ type Lister interface {
 	// the roles that use the connection, for upstreams that list per role
 	// (StorX lists each role user's project).
 	ListObjects(ctx context.Context, roles []Values) ([]UpstreamObject, error)
+}
+
+// Unlisted is implemented by connections that create revocable objects
+// their upstream cannot list (Storj-based satellites never list the access
+// grants derived from a key). Tidy then works from the inventory alone:
+// it revokes the entries whose lease ended and says why it cannot compare.
+type Unlisted interface {
+	// NotListable says why the upstream cannot be listed, for tidy's report.
+	NotListable() string
+}
+
+// ConnectionRoleChecker is implemented by providers whose role rules
+// depend on the connection a role uses (StorX: a developer connection needs
+// user_email; an access-grant connection refuses it, and a max_ttl under
+// the auth service's one-minute floor). The engine calls it at role write,
+// after ValidateRole, with the connection's values (secrets included: never
+// quote them) and the role's max_ttl (0: the mount's). Errors wrap
+// ErrInvalidInput and say what to change.
+type ConnectionRoleChecker interface {
+	CheckRoleForConnection(conn, role Values, maxTTL time.Duration) error
 }
 
 // UpstreamObject is a live object found upstream.

@@ -76,6 +76,11 @@ func (c *connection) Verify(ctx context.Context) error {
 func (c *connection) Issue(ctx context.Context, req provider.IssueRequest) (*provider.Credential, error) {
 	c.unsent.add(req.Name)
 	role := roleFrom(req.Role)
+	if role.userEmail == "" {
+		// A role written for an access-grant connection, which was then
+		// switched to developer credentials.
+		return nil, fmt.Errorf("%w: role %s sets no user_email, which a connection with StorX developer credentials needs: write the role with user_email", provider.ErrInvalidInput, req.RoleName)
+	}
 	expiresAt := req.ExpiresAt.UTC().Truncate(time.Second)
 	if err := checkExpiry(expiresAt); err != nil {
 		return nil, err

@@ -1,0 +1,192 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storjsat"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/testutil"
+)
+
+// grantEnv is a backend with a satellite stand-in, its auth service double
+// and a root grant.
+type grantEnv struct {
+	*testEnv
+	sat  *storjsat.Satellite
+	auth *storjsat.AuthService
+	srv  *sandbox.Server
+	root string
+}
+
+func newGrantEnv(t *testing.T) *grantEnv {
+	t.Helper()
+	sat, err := storjsat.Start(context.Background(), storjsat.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sat.Close)
+	auth := storjsat.NewAuthService(sat, "https://gateway.example")
+	srv := testutil.StartEmulator(t, auth)
+	root, err := sat.NewRootGrant("passphrase", storjsat.RootOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &grantEnv{testEnv: newTestEnv(t), sat: sat, auth: auth, srv: srv, root: root}
+}
+
+// connections writes config/sj (provider storj) and config/sx (storx in
+// access-grant mode), each with a role of the same name.
+func (e *grantEnv) connections() {
+	e.t.Helper()
+	e.mustOK(logical.CreateOperation, "config/sj", map[string]any{
+		"provider": "storj", "base_url": e.srv.URL(), "allow_http": true, "access_grant": e.root})
+	e.mustOK(logical.CreateOperation, "config/sx", map[string]any{
+		"provider": "storx", "auth_url": e.srv.URL(), "allow_http": true, "access_grant": e.root})
+	for _, name := range []string{"sj", "sx"} {
+		e.mustOK(logical.CreateOperation, "roles/"+name, map[string]any{"connection": name, "ttl": "10m", "max_ttl": "1h", "buckets": "photos"})
+	}
+}
+
+func (e *grantEnv) inventoryOf(connection string) []*inventoryEntry {
+	e.t.Helper()
+	entries, err := listInventory(context.Background(), e.storage, connection)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return entries
+}
+
+func (e *grantEnv) authCalls() int {
+	n := 0
+	for _, c := range e.srv.Calls() {
+		n += c
+	}
+	return n
+}
+
+func TestGrantMode_IssueRevoke(t *testing.T) {
+	for _, name := range []string{"sj", "sx"} {
+		t.Run(name, func(t *testing.T) {
+			e := newGrantEnv(t)
+			e.connections()
+			before, walWrites := e.authCalls(), e.walCount()
+			resp := e.mustOK(logical.ReadOperation, "creds/"+name, nil)
+			if got := e.authCalls() - before; got != 1 {
+				t.Fatalf("upstream calls per credential = %d, want 1", got)
+			}
+			if e.walCount() != walWrites {
+				t.Fatal("a grant-mode issue left a WAL entry")
+			}
+			if got := e.inventoryOf(name); len(got) != 1 {
+				t.Fatalf("inventory %v, want the child", got)
+			}
+			id := resp.Data["access_key_id"].(string)
+			if _, ok := e.auth.S3Secret(id); !ok {
+				t.Fatal("the credential does not resolve")
+			}
+			if err := e.revoke(resp); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := e.auth.S3Secret(id); ok {
+				t.Fatal("the credential resolves after revoke")
+			}
+			if got := e.inventoryOf(name); len(got) != 0 {
+				t.Fatalf("inventory after revoke %v", got)
+			}
+		})
+	}
+}
+
+// TestGrantMode_NoWALWrite: the engine writes no WAL entry for an issue of
+// a rollback-free connection (StorX in grant mode), counted at the storage.
+func TestGrantMode_NoWALWrite(t *testing.T) {
+	e := newGrantEnv(t)
+	e.connections()
+	counting := &walCountingStorage{Storage: e.storage}
+	_, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "creds/sx", Storage: counting, MountPoint: "apikeys/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counting.walPuts != 0 {
+		t.Fatalf("%d WAL writes for a grant-mode issue, want 0", counting.walPuts)
+	}
+}
+
+type walCountingStorage struct {
+	logical.Storage
+	walPuts int
+}
+
+func (s *walCountingStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if len(e.Key) >= 4 && e.Key[:4] == "wal/" {
+		s.walPuts++
+	}
+	return s.Storage.Put(ctx, e)
+}
+
+func TestGrantMode_RoleRules(t *testing.T) {
+	e := newGrantEnv(t)
+	e.connections()
+	tests := []struct {
+		path string
+		data map[string]any
+		want string
+	}{
+		{path: "roles/short", data: map[string]any{"connection": "sj", "max_ttl": "30s"}, want: "under a minute"},
+		{path: "roles/short", data: map[string]any{"connection": "sx", "max_ttl": "59s"}, want: "under a minute"},
+		{path: "roles/user", data: map[string]any{"connection": "sx", "user_email": "u@example.com"}, want: "user_email has no meaning"},
+	}
+	for _, tt := range tests {
+		e.mustBadRequest(logical.CreateOperation, tt.path, tt.data, tt.want)
+	}
+}
+
+func TestGrantMode_ConfigRefusals(t *testing.T) {
+	e := newGrantEnv(t)
+	e.mustBadRequest(logical.CreateOperation, "config/both", map[string]any{
+		"provider": "storx", "auth_url": e.srv.URL(), "allow_http": true, "access_grant": e.root, "email": "d@example.com", "password": "pw123456"}, "not both")
+	e.mustBadRequest(logical.CreateOperation, "config/pp", map[string]any{
+		"provider": "storx", "auth_url": e.srv.URL(), "allow_http": true, "access_grant": e.root, "passphrase": "x"}, "passphrase has no meaning")
+	e.mustBadRequest(logical.CreateOperation, "config/sj", map[string]any{
+		"provider": "storj", "base_url": e.srv.URL(), "allow_http": true, "access_grant": "garbage"}, "not a serialized access grant")
+	if n := e.authCalls(); n != 0 {
+		t.Fatalf("refused configs made %d calls", n)
+	}
+}
+
+func TestGrantMode_RotateRootIs400(t *testing.T) {
+	e := newGrantEnv(t)
+	e.connections()
+	for _, name := range []string{"sj", "sx"} {
+		e.mustBadRequest(logical.UpdateOperation, "rotate-root/"+name, nil, "make a new grant")
+	}
+}
+
+func TestGrantMode_Tidy(t *testing.T) {
+	e := newGrantEnv(t)
+	e.connections()
+	resp := e.mustOK(logical.ReadOperation, "creds/sj", nil)
+	report := e.mustOK(logical.UpdateOperation, "tidy/sj", nil)
+	if report.Data["upstream_listable"] != false {
+		t.Fatalf("tidy report %v does not say the upstream is not listable", report.Data)
+	}
+	if live, _ := report.Data["live"].([]map[string]any); len(live) != 1 {
+		t.Fatalf("live %v, want the child", report.Data["live"])
+	}
+	passInventoryTime(t, e.storage, "sj", 3*time.Hour)
+	report = e.mustOK(logical.UpdateOperation, "tidy/sj", map[string]any{"dry_run": false})
+	if deleted, _ := report.Data["deleted"].([]map[string]any); len(deleted) != 1 {
+		t.Fatalf("deleted %v, want the child", report.Data)
+	}
+	if _, ok := e.auth.S3Secret(resp.Data["access_key_id"].(string)); ok {
+		t.Fatal("tidy did not revoke the expired child")
+	}
+	if err := e.sat.CheckGrant(context.Background(), resp.Data["access_grant"].(string)); !errors.Is(err, storjsat.ErrRevoked) {
+		t.Fatalf("child after tidy: %v", err)
+	}
+}

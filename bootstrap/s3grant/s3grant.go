@@ -1,0 +1,163 @@
+// Package s3grant is the S3 gateway's access-grant mode: it resolves an
+// access key id the way Storj's gateway does, by asking the auth service
+// for the access grant and secret registered under it
+// (GET {auth}/v1/access/{id} with the auth token), and then asks a
+// GrantChecker, standing in for the satellite, whether the grant still
+// holds. Nothing is cached, so a grant revoked on the satellite is refused
+// on the very next request.
+package s3grant
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"storj.io/uplink"
+)
+
+// DefaultTimeout bounds one lookup: the auth service call and the check.
+const DefaultTimeout = 10 * time.Second
+
+// maxAnswer bounds the auth service's answer; a grant is a few KiB.
+const maxAnswer = 64 << 10
+
+// GrantChecker tells whether a serialized access grant is still usable:
+// nil when it is, an error saying why not (revoked, expired …) otherwise.
+// The satellite emulator implements it.
+type GrantChecker interface {
+	CheckGrant(ctx context.Context, serializedGrant string) error
+}
+
+// Errors Lookup returns, wrapped with detail.
+var (
+	// ErrUnknownKey means the auth service knows no such access key id
+	// (or no longer: it drops records whose grant has expired).
+	ErrUnknownKey = errors.New("s3grant: unknown access key id")
+	// ErrBadGrant means the auth service returned a grant uplink cannot parse.
+	ErrBadGrant = errors.New("s3grant: unparsable access grant")
+	// ErrRefused means the GrantChecker refused the grant.
+	ErrRefused = errors.New("s3grant: access grant refused")
+	// ErrAuthService means the auth service could not be asked or answered
+	// something unexpected.
+	ErrAuthService = errors.New("s3grant: auth service failed")
+)
+
+// Options configures a Resolver.
+type Options struct {
+	// AuthURL is the auth service's base URL, e.g. http://127.0.0.1:20000.
+	AuthURL string
+	// AuthToken is the auth service's token (its --auth-token).
+	AuthToken string
+	// Checker decides whether a grant still holds.
+	Checker GrantChecker
+	// Client sends the requests; nil means http.DefaultClient.
+	Client *http.Client
+	// Timeout bounds one lookup; 0 means DefaultTimeout.
+	Timeout time.Duration
+}
+
+// Resolver resolves access key ids through the auth service and a
+// GrantChecker. Its Resolve method value is an s3gateway.Resolver.
+type Resolver struct {
+	base    string
+	token   string
+	checker GrantChecker
+	client  *http.Client
+	timeout time.Duration
+}
+
+// New returns a Resolver. AuthURL, AuthToken and Checker are required.
+func New(opts Options) (*Resolver, error) {
+	if opts.AuthURL == "" || opts.AuthToken == "" || opts.Checker == nil {
+		return nil, errors.New("s3grant: AuthURL, AuthToken and Checker are required")
+	}
+	r := &Resolver{base: strings.TrimRight(opts.AuthURL, "/"), token: opts.AuthToken, checker: opts.Checker,
+		client: opts.Client, timeout: opts.Timeout}
+	if r.client == nil {
+		r.client = http.DefaultClient
+	}
+	if r.timeout <= 0 {
+		r.timeout = DefaultTimeout
+	}
+	return r, nil
+}
+
+// Resolve returns the secret of accessKeyID while its grant holds, and
+// false otherwise, whatever the reason (see Lookup for the reason).
+func (r *Resolver) Resolve(accessKeyID string) (string, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+	defer cancel()
+	secret, err := r.Lookup(ctx, accessKeyID)
+	return secret, err == nil
+}
+
+// accessRecord is the auth service's answer to GET /v1/access/{id}
+// (storj.io/edge pkg/auth/httpauth); the fields the gateway needs.
+type accessRecord struct {
+	AccessGrant string `json:"access_grant"`
+	SecretKey   string `json:"secret_key"`
+}
+
+// Lookup returns the secret of accessKeyID once the auth service knows it,
+// its grant parses and the checker accepts the grant. Errors wrap
+// ErrUnknownKey, ErrBadGrant, ErrRefused or ErrAuthService, and never
+// carry the grant or the secret.
+func (r *Resolver) Lookup(ctx context.Context, accessKeyID string) (string, error) {
+	rec, err := r.fetch(ctx, accessKeyID)
+	if err != nil {
+		return "", err
+	}
+	if _, err := uplink.ParseAccess(rec.AccessGrant); err != nil {
+		return "", fmt.Errorf("%w for access key id %s", ErrBadGrant, accessKeyID)
+	}
+	if err := r.checker.CheckGrant(ctx, rec.AccessGrant); err != nil {
+		return "", fmt.Errorf("%w for access key id %s: %w", ErrRefused, accessKeyID, err)
+	}
+	return rec.SecretKey, nil
+}
+
+func (r *Resolver) fetch(ctx context.Context, accessKeyID string) (*accessRecord, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base+"/v1/access/"+url.PathEscape(accessKeyID), nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAuthService, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAuthService, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading the answer: %w", ErrAuthService, err)
+	}
+	switch {
+	// 401 is authservice's answer both for an unknown id and for a wrong
+	// token; 400 for an id that is not base32 of the right length.
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusBadRequest:
+		return nil, fmt.Errorf("%w %s: auth service answered %d %s", ErrUnknownKey, accessKeyID, resp.StatusCode, firstLine(body))
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("%w: GET /v1/access answered %d %s", ErrAuthService, resp.StatusCode, firstLine(body))
+	}
+	var rec accessRecord
+	if err := json.Unmarshal(body, &rec); err != nil || rec.AccessGrant == "" || rec.SecretKey == "" {
+		return nil, fmt.Errorf("%w: GET /v1/access answered 200 without access_grant and secret_key", ErrAuthService)
+	}
+	return &rec, nil
+}
+
+// firstLine is a bounded one-line excerpt of an error body, which
+// authservice writes as plain text.
+func firstLine(body []byte) string {
+	s, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
