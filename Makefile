@@ -10,7 +10,7 @@ BIN_DIR     := bin
 PLUGIN_DIR  := $(BIN_DIR)/plugins
 GO_TEST_FLAGS ?= -race -count=1 -timeout 40m -parallel 8
 
-.PHONY: build release vault authservice test test-long test-unit bench demo sandbox fmt fmtcheck vet clean
+.PHONY: build release vault authservice storyden test test-long test-unit bench demo sandbox fmt fmtcheck vet clean
 
 ## build: the plugin binary, with its version set by -ldflags
 build:
@@ -33,9 +33,13 @@ vault:
 authservice:
 	@scripts/build-authservice.sh
 
-## test: every test, unit and end-to-end against a real Vault server
+## storyden: build the real Storyden server from its Go module once (cached outside the clone)
+storyden:
+	@scripts/build-storyden.sh
+
+## test: every test, unit and end-to-end against a real Vault server (and the real Storj auth service and Storyden server)
 test: fmtcheck vet
-	VAULT_BIN="$$(scripts/build-vault.sh)" AUTHSERVICE_BIN="$$(scripts/build-authservice.sh)" PLUGIN_VERSION=$(VERSION) go test $(GO_TEST_FLAGS) ./...
+	VAULT_BIN="$$(scripts/build-vault.sh)" AUTHSERVICE_BIN="$$(scripts/build-authservice.sh)" STORYDEN_BIN="$$(scripts/build-storyden.sh)" PLUGIN_VERSION=$(VERSION) go test $(GO_TEST_FLAGS) ./...
 
 ## test-long: crash and HA end-to-end tests (Vault SIGKILLed mid-issue; a 3-node Raft cluster losing its leader)
 test-long:

@@ -173,8 +173,8 @@ func (e *Emulator) changePassword(w http.ResponseWriter, c *call) {
 	writeJSON(w, http.StatusOK, authSuccess{ID: c.caller.id})
 }
 
-// logout revokes the session server-side and redirects to the "redirect"
-// query's path (Storyden prefixes its web address, which the sandbox lacks).
+// logout revokes the session server-side and redirects to the web address,
+// with the path and query of ?redirect= when one is given.
 func (e *Emulator) logout(w http.ResponseWriter, c *call) {
 	if !e.requireBrowser(w, c) {
 		return
@@ -184,18 +184,20 @@ func (e *Emulator) logout(w http.ResponseWriter, c *call) {
 	h := w.Header()
 	h.Set("Clear-Site-Data", `"cache", "cookies", "storage", "executionContexts"`)
 	h.Set("Cache-Control", "no-cache, no-store, must-revalidate")
-	h.Set("Location", redirectPath(c.r))
+	h.Set("Location", e.redirectTarget(c.r))
 	w.WriteHeader(http.StatusFound)
 }
 
-// redirectPath keeps only the path of ?redirect=, as Storyden does to avoid
-// open redirects.
-func redirectPath(r *http.Request) string {
-	target, err := url.Parse(r.URL.Query().Get("redirect"))
-	if err != nil || target.Path == "" {
-		return "/"
+// redirectTarget is the web address with only the path, query and fragment
+// of ?redirect=, as Storyden builds it to avoid open redirects.
+func (e *Emulator) redirectTarget(r *http.Request) string {
+	target := *e.webAddress
+	if redirect := r.URL.Query().Get("redirect"); redirect != "" {
+		if parsed, err := url.Parse(redirect); err == nil {
+			target.Path, target.RawQuery, target.Fragment = parsed.Path, parsed.RawQuery, parsed.Fragment
+		}
 	}
-	return (&url.URL{Path: target.Path, RawQuery: target.RawQuery}).String()
+	return target.String()
 }
 
 func (e *Emulator) getAccount(w http.ResponseWriter, c *call) {

