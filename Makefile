@@ -59,7 +59,7 @@ demo: build
 
 ## sandbox: run the upstream emulators on 127.0.0.1 until interrupted
 sandbox:
-	go run ./bootstrap/cmd/sandbox -state $(BIN_DIR)/sandbox.json
+	AUTHSERVICE_BIN="$$(scripts/build-authservice.sh)" go run ./bootstrap/cmd/sandbox -state $(BIN_DIR)/sandbox.json
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

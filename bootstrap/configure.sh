@@ -13,6 +13,7 @@
 #   PLUGIN_NAME    registered plugin name (default: vault-plugin-secrets-apikeys)
 #   MOUNT          mount path for Storyden (default: storyden); STORYDEN_MOUNT wins
 #   STORX_MOUNT    mount path for StorX (default: storx)
+#   STORJ_MOUNT    mount path for Storj DCS (default: storj)
 #   SANDBOX_BIN    a built bootstrap/cmd/sandbox binary (default: built here)
 set -euo pipefail
 
@@ -154,6 +155,33 @@ configure_storable() {
   say "wrote $mount/roles/app; try: vault read $mount/creds/app"
 }
 
+# The storj upstream is the satellite stand-in, the real Storj auth service
+# and an S3 gateway. The root grant goes through stdin as JSON, so it never
+# shows in the process list. The storj mount (STORJ_MOUNT, default storj)
+# gets a connection and a role "app"; the StorX mount, when configured, gets
+# a second connection "grant" in access-grant mode with a role "grant".
+configure_storj() {
+  local mount="${STORJ_MOUNT:-storj}" grant auth_url bucket
+  grant="$(printf '{"access_grant":%s}' "$(json_string "$(state_get storj.access_grant)")")"
+  auth_url="$(state_get storj.auth_url)"
+  bucket="$(state_get storj.bucket)"
+  enable_mount "$mount"
+  printf '%s' "$grant" | "$vault" write "$mount/config/sandbox" - provider=storj base_url="$auth_url" allow_http=true >/dev/null \
+    || die "vault write $mount/config/sandbox failed"
+  say "wrote $mount/config/sandbox"
+  "$vault" write "$mount/roles/app" connection=sandbox ttl=5m max_ttl=1h buckets="$bucket" permissions=upload,download,list >/dev/null \
+    || die "vault write $mount/roles/app failed"
+  say "wrote $mount/roles/app; try: vault read $mount/creds/app"
+  has_upstream storx || return 0
+  local storx_mount="${STORX_MOUNT:-storx}"
+  printf '%s' "$grant" | "$vault" write "$storx_mount/config/grant" - provider=storx auth_url="$auth_url" allow_http=true >/dev/null \
+    || die "vault write $storx_mount/config/grant failed"
+  say "wrote $storx_mount/config/grant (access-grant mode)"
+  "$vault" write "$storx_mount/roles/grant" connection=grant ttl=5m max_ttl=1h buckets="$bucket" permissions=upload,download,list >/dev/null \
+    || die "vault write $storx_mount/roles/grant failed"
+  say "wrote $storx_mount/roles/grant; try: vault read $storx_mount/creds/grant"
+}
+
 # One block per provider the sandbox runs.
 configured=0
 if has_upstream storyden; then configure_storyden; configured=$((configured + 1)); fi
@@ -161,4 +189,5 @@ if has_upstream storx; then configure_storx; configured=$((configured + 1)); fi
 if has_upstream katapult; then configure_katapult; configured=$((configured + 1)); fi
 if has_upstream dstor; then configure_dstor; configured=$((configured + 1)); fi
 if has_upstream storable; then configure_storable; configured=$((configured + 1)); fi
+if has_upstream storj; then configure_storj; configured=$((configured + 1)); fi
 ((configured > 0)) || die "the state file $state names no known emulator"

@@ -51,20 +51,6 @@ step "register the plugin by SHA-256 and version; mount and configure each provi
 scripts/register-plugin.sh bin/plugins/vault-plugin-secrets-apikeys
 SANDBOX_BIN="$sandbox" bootstrap/configure.sh "$state"
 
-# The storj mount, and a second StorX connection in access-grant mode, both
-# with the sandbox's root grant; it goes through stdin as JSON, so it never
-# shows in the process list.
-if "$sandbox" -state "$state" -get storj.url >/dev/null 2>&1; then
-  grant_json="$(printf '{"access_grant":"%s"}' "$("$sandbox" -state "$state" -get storj.access_grant)")"
-  auth_url="$("$sandbox" -state "$state" -get storj.auth_url)"
-  bucket="$("$sandbox" -state "$state" -get storj.bucket)"
-  "$vault" secrets enable -path=storj vault-plugin-secrets-apikeys >/dev/null
-  show "$vault" write storj/config/sandbox - provider=storj base_url="$auth_url" allow_http=true <<<"$grant_json"
-  show "$vault" write storj/roles/app connection=sandbox ttl=5m max_ttl=1h buckets="$bucket" permissions=upload,download,list
-  show "$vault" write storx/config/grant - provider=storx auth_url="$auth_url" allow_http=true <<<"$grant_json"
-  show "$vault" write storx/roles/grant connection=grant ttl=5m max_ttl=1h buckets="$bucket" permissions=upload,download,list
-fi
-
 # json_field NAME prints one string field of the JSON on stdin.
 json_field() { sed -n 's/.*"'"$1"'": "\([^"]*\)".*/\1/p'; }
 
