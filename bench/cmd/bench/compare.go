@@ -57,7 +57,7 @@ func runCompare(ctx context.Context, o options, v *vaultServer, root, tmp string
 	if err != nil {
 		return err
 	}
-	if err := v.register(ctx, root, bin, compareVersion, compareMounts...); err != nil {
+	if err := v.register(ctx, root, bin, compareVersion, "", compareMounts...); err != nil {
 		return err
 	}
 	c := v.client

@@ -218,6 +218,8 @@ func markdown(res *results) string {
 	w("| growth per lease | %s | %s |\n", perLease(rs.pluginAfter-rs.pluginBefore, rs.leases), perLease(rs.vaultAfter-rs.vaultBefore, rs.leases))
 
 	w("%s", bucketACLMarkdown(res.bucketACL, o))
+	w("%s", scalingMarkdown(res.scaling, o, res.cores))
+	w("%s", pluginProfileMarkdown(res.profile))
 
 	if res.compare != nil {
 		w("\n%s", compareMarkdown(res.compare, o))
@@ -255,6 +257,7 @@ func targetLines(res *results) []string {
 		}
 	}
 	out = append(out, bucketACLTargets(res.bucketACL)...)
+	out = append(out, scalingTargets(res.scaling)...)
 	for _, r := range res.revokes {
 		got := ratio(r.elapsed, r.floor)
 		out = append(out, fmt.Sprintf("mass revoke (%s) of %d leases: %.2f× the rate-limit floor (target ≤ %.0f×), %d orphans: %s", r.mode, r.leases, got, targetRevokeRatio, r.orphans,
@@ -296,7 +299,7 @@ func oneLine(s string) string {
 // and p99 at 0 and 20 ms, log scale, with the 1.5 target), and throughput as
 // a ratio to KV at 1, 8 and 32 clients.
 func chart(res *results) string {
-	const width, height = 960, 700
+	const width, height = 960, 1000
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="Helvetica, Arial, sans-serif" font-size="12">`+"\n", width, height, width, height)
@@ -404,6 +407,8 @@ func chart(res *results) string {
 		lx := left + float64(j)*200
 		w(`<rect x="%.0f" y="%.0f" width="12" height="12" fill="%s"/><text x="%.0f" y="%.0f">%d concurrent clients</text>`+"\n", lx, top2+ph2+30, colors[n], lx+16, top2+ph2+40, n)
 	}
+	// Panel 3: scaling at 20 ms upstream latency, linear scale.
+	scalingChart(w, res.scaling, left, top2+ph2+110, pw, 190)
 	w("</svg>\n")
 	return b.String()
 }
