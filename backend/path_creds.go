@@ -106,14 +106,14 @@ func (b *backend) planIssue(ctx context.Context, s logical.Storage, roleName str
 	if err := validateName("role", roleName); err != nil {
 		return nil, err.Error(), nil
 	}
-	role, err := getRole(ctx, s, roleName)
+	role, err := b.cachedRole(ctx, s, roleName)
 	if err != nil {
 		return nil, "", err
 	}
 	if role == nil {
 		return nil, fmt.Sprintf("role %q does not exist: write roles/%s first", roleName, roleName), nil
 	}
-	conn, err := getConnection(ctx, s, role.Connection)
+	conn, err := b.cachedConnection(ctx, s, role.Connection)
 	if err != nil {
 		return nil, "", err
 	}
