@@ -14,10 +14,10 @@ import (
 // can change the entry while a reader holds the old one.
 type heldStorage struct {
 	logical.Storage
-	key      string
-	taken    atomic.Bool
-	arrived  chan struct{}
-	release  chan struct{}
+	key       string
+	taken     atomic.Bool
+	arrived   chan struct{}
+	release   chan struct{}
 	getsOfKey atomic.Int64
 }
 
