@@ -104,6 +104,10 @@ type backend struct {
 	live *liveCounts
 	// metrics counts operations and upstream calls; see metrics.go.
 	metrics *metrics
+	// pending knows this node's issues in flight; see pending.go.
+	pending *pendingIndex
+	// events sends events and debug lines after the response; see events.go.
+	events *eventQueue
 }
 
 // Factory returns a new, set-up instance of the engine.
@@ -129,6 +133,8 @@ func newBackend(providers *registry) *backend {
 		recoveries:     newBackoffs(),
 		live:           newLiveCounts(),
 		metrics:        newMetrics(),
+		pending:        newPendingIndex(),
+		events:         newEventQueue(),
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -167,7 +173,12 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 		return logical.ErrorResponse(problem), nil
 	}
 	req.Storage = b.tracked(req.Storage)
-	return b.Backend.HandleRequest(ctx, req)
+	resp, err := b.Backend.HandleRequest(ctx, req)
+	if req.Operation == logical.RollbackOperation {
+		// Beside the framework's WAL rollback: issues interrupted mid-create.
+		err = errors.Join(err, b.rollbackPending(ctx, req))
+	}
+	return resp, err
 }
 
 // HandleExistenceCheck checks the request's field values before the
@@ -196,6 +207,7 @@ func (b *backend) invalidate(_ context.Context, key string) {
 }
 
 func (b *backend) clean(_ context.Context) {
+	b.flushEvents()
 	b.conns.dropAll()
 	b.live.dropAll()
 	b.entries.dropAll()

@@ -213,12 +213,12 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 	unique := entry.Tag + cluster + random
 	now := time.Now()
 	objectName := fmt.Sprintf("%s-%s-%s", b.namePrefix(plan.role), plan.roleName, unique)
-	wal := walIssue{Connection: plan.connName, Provider: entry.Provider, Role: plan.roleName, Name: objectName, RoleValues: plan.role.Values, CreatedAt: now.Unix()}
-	var walID string // stays empty for providers with nothing to roll back
-	if b.mayLeaveObjects(entry.Provider) {
-		// The error goes back unwrapped: on a performance standby it is
-		// exactly logical.ErrReadOnly, which makes Vault forward the request.
-		if walID, err = putIssueWAL(ctx, s, wal); err != nil {
+	inFlight := &inventoryEntry{Name: objectName, Role: plan.roleName, Provider: entry.Provider, RoleValues: plan.role.Values, CreatedAt: now.UTC()}
+	pending := b.mayLeaveObjects(entry.Provider) // false: nothing to roll back
+	if pending {
+		// The one write before the create. ErrReadOnly comes back
+		// unwrapped: on a performance standby Vault then forwards.
+		if err := b.putPending(ctx, s, plan.connName, inFlight); err != nil {
 			return nil, err
 		}
 	}
@@ -227,11 +227,11 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 		TTL: plan.ttl, ExpiresAt: now.Add(plan.maxTTL),
 	})
 	if err != nil {
-		b.rollbackNow(s, walID, conn, wal, answeredDefinitely(err))
+		b.rollbackNow(s, plan.connName, pending, conn, inFlight, answeredDefinitely(err))
 		return errorResponseFor(err)
 	}
 	if err := expiresTooSoon(entry.Provider, objectName, cred); err != nil {
-		b.rollbackNow(s, walID, conn, wal, true)
+		b.rollbackNow(s, plan.connName, pending, conn, inFlight, true)
 		return errorResponseFor(err)
 	}
 	// conn was opened for this provider, so the registry has it.
@@ -246,31 +246,45 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 	for _, w := range append(plan.warnings, cred.Warnings...) {
 		resp.AddWarning(w)
 	}
-	if cred.ObjectID != "" {
-		record := &inventoryEntry{
-			Name: objectName, ObjectID: cred.ObjectID, Role: plan.roleName, Provider: entry.Provider, Ref: cred.Ref,
-			CreatedAt: now.UTC(), LeaseExpiresAt: now.Add(resp.Secret.TTL).UTC(),
-		}
-		if err := putInventory(ctx, s, plan.connName, record); err != nil {
-			b.revokeNow(conn, plan.connName, cred.Ref)
-			return nil, fmt.Errorf("record %s in the inventory: %w", objectName, err)
-		}
-		if reserved != nil {
-			reserved.commit(objectName)
-		} else {
-			b.live.record(plan.connName, objectName, plan.roleName)
-		}
-	}
-	if err := deleteIssueWAL(ctx, s, walID); err != nil {
-		// A WAL entry left behind would later delete this live credential, so
-		// the credential goes now and the caller retries.
+	if err := b.recordIssued(ctx, s, plan, pending, inFlight, cred, now.Add(resp.Secret.TTL)); err != nil {
+		// A pending entry left behind would later delete this live
+		// credential, so the credential goes now and the caller retries.
 		b.revokeNow(conn, plan.connName, cred.Ref)
-		b.forgetInventory(ctx, s, plan.connName, objectName)
-		return nil, fmt.Errorf("clear the write-ahead log entry for %s: %w", objectName, err)
+		return nil, err
 	}
-	b.Logger().Debug("issued credential", "connection", plan.connName, "provider", entry.Provider, "role", plan.roleName, "object", objectName, "ttl", resp.Secret.TTL.String())
-	b.sendEvent(ctx, eventCredsCreate, "connection", plan.connName, "provider", entry.Provider, "role", plan.roleName, "object", objectName)
+	if reserved != nil && cred.ObjectID != "" {
+		reserved.commit(objectName)
+	} else if cred.ObjectID != "" {
+		b.live.record(plan.connName, objectName, plan.roleName)
+	}
+	b.afterResponse(func() {
+		b.Logger().Debug("issued credential", "connection", plan.connName, "provider", entry.Provider, "role", plan.roleName, "object", objectName, "ttl", resp.Secret.TTL.String())
+	}, eventCredsCreate, "connection", plan.connName, "provider", entry.Provider, "role", plan.roleName, "object", objectName)
 	return resp, nil
+}
+
+// recordIssued is the one write after a successful create: the pending
+// entry becomes the live inventory entry, or, for a credential with no
+// upstream object id to record, is dropped.
+func (b *backend) recordIssued(ctx context.Context, s logical.Storage, plan *issuePlan, pending bool, e *inventoryEntry, cred *provider.Credential, leaseEnd time.Time) error {
+	if cred.ObjectID == "" {
+		if !pending {
+			return nil
+		}
+		if err := b.dropPending(ctx, s, plan.connName, e.Name); err != nil {
+			return fmt.Errorf("clear the pending inventory entry of %s: %w", e.Name, err)
+		}
+		return nil
+	}
+	live := &inventoryEntry{
+		Name: e.Name, ObjectID: cred.ObjectID, Role: plan.roleName, Provider: e.Provider, Ref: cred.Ref,
+		CreatedAt: e.CreatedAt, LeaseExpiresAt: leaseEnd.UTC(),
+	}
+	if err := putInventory(ctx, s, plan.connName, live); err != nil {
+		return fmt.Errorf("record %s in the inventory: %w", e.Name, err)
+	}
+	b.pending.remove(plan.connName, e.Name)
+	return nil
 }
 
 // reserveLive takes the issue's slot under the caps of its role and
@@ -323,27 +337,27 @@ func (b *backend) namePrefix(role *roleEntry) string {
 	return "vault"
 }
 
-// rollbackNow deletes what a failed Issue may have created. The WAL entry is
-// cleared only when the upstream answered the failing call: after a timeout
-// or a dropped connection the create may still land upstream later, and the
-// entry stays for Vault's WAL rollback to sweep it then.
-func (b *backend) rollbackNow(s logical.Storage, walID string, conn provider.Connection, wal walIssue, definite bool) {
+// rollbackNow deletes what a failed Issue may have created. The pending
+// entry is cleared only when the upstream answered the failing call: after a
+// timeout or a dropped connection the create may still land upstream later,
+// and the entry stays for the rollback operation to sweep it then.
+func (b *backend) rollbackNow(s logical.Storage, connection string, pending bool, conn provider.Connection, e *inventoryEntry, definite bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
-	err := conn.Rollback(ctx, wal.rollbackRequest())
-	if walID != "" {
-		// Without a WAL entry the provider leaves nothing to roll back.
-		b.metrics.countErr(opRollback, wal.Connection, wal.Provider, wal.Role, err)
+	err := conn.Rollback(ctx, e.rollbackRequest())
+	if pending {
+		// Without a pending entry the provider leaves nothing to roll back.
+		b.metrics.countErr(opRollback, connection, e.Provider, e.Role, err)
 	}
 	if err != nil {
-		b.Logger().Warn("could not yet remove what a failed issue left upstream; the WAL rollback will retry", "connection", wal.Connection, "object", wal.Name, "error", err)
+		b.Logger().Warn("could not yet remove what a failed issue left upstream; the rollback will retry", "connection", connection, "object", e.Name, "error", err)
 		return
 	}
-	if !definite {
+	if !definite || !pending {
 		return
 	}
-	if err := deleteIssueWAL(ctx, s, walID); err != nil {
-		b.Logger().Warn("could not clear the WAL entry of a rolled-back issue; the WAL rollback will clear it", "connection", wal.Connection, "object", wal.Name, "error", err)
+	if err := b.dropPending(ctx, s, connection, e.Name); err != nil {
+		b.Logger().Warn("could not clear the pending inventory entry of a rolled-back issue; the rollback will clear it", "connection", connection, "object", e.Name, "error", err)
 	}
 }
 

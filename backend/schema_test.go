@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -246,7 +247,8 @@ func TestNewerSchemaRefused(t *testing.T) {
 	}
 	wantNewer := func(what string, err error) {
 		t.Helper()
-		if !errors.Is(err, errNewerSchema) || !strings.Contains(err.Error(), "schema 3") || !strings.Contains(err.Error(), "schemas 1 to 2") {
+		if !errors.Is(err, errNewerSchema) || !strings.Contains(err.Error(), fmt.Sprintf("schema %d", currentSchemaVersion+1)) ||
+			!strings.Contains(err.Error(), fmt.Sprintf("schemas 1 to %d", currentSchemaVersion)) {
 			t.Errorf("%s: want a refusal naming both versions, got %v", what, err)
 		}
 	}

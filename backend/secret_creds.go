@@ -209,8 +209,9 @@ func (b *backend) secretCredentialRevoke(ctx context.Context, req *logical.Reque
 		return nil, fmt.Errorf("revoke %s credential of role %q on connection %q: %w", lease.Provider, lease.Role, lease.Connection, err)
 	}
 	b.forgetInventory(ctx, req.Storage, lease.Connection, lease.Name)
-	b.leaseLogger(req, lease).Debug("revoked credential")
-	b.sendEvent(ctx, eventCredsRevoke, "connection", lease.Connection, "provider", lease.Provider, "role", lease.Role, "object", lease.Name)
+	logger := b.leaseLogger(req, lease)
+	b.afterResponse(func() { logger.Debug("revoked credential") },
+		eventCredsRevoke, "connection", lease.Connection, "provider", lease.Provider, "role", lease.Role, "object", lease.Name)
 	return nil, nil
 }
 
