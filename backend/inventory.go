@@ -21,7 +21,7 @@ type inventoryEntry struct {
 	schemaHeader
 	// State is statePending while the create is in flight; live entries
 	// have none.
-	State string `json:"state,omitempty"`
+	State    string       `json:"state,omitempty"`
 	Name     string       `json:"name"`
 	ObjectID string       `json:"object_id"`
 	Role     string       `json:"role"`

@@ -227,7 +227,7 @@ func (m *metrics) snapshot() []family {
 		retries.Samples = append(retries.Samples, sample{Labels: map[string]string{"provider": k.provider, "op": k.op}, Value: float64(v)})
 	}
 	dropped := family{Name: metricPrefix + "events_dropped_total", Type: "counter",
-		Help: "Events not sent because the plugin's queue of events waiting to be sent was full (Vault's event delivery is best effort too).",
+		Help:    "Events not sent because the plugin's queue of events waiting to be sent was full (Vault's event delivery is best effort too).",
 		Samples: []sample{{Labels: map[string]string{}, Value: float64(m.eventsDropped)}}}
 	out = append(out, waits, retries, dropped)
 	for i := range out {
