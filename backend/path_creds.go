@@ -161,14 +161,20 @@ func (b *backend) cannotRevoke(providerName string) bool {
 }
 
 // leaseLimits is a system view that asks Vault for the mount's lease TTLs
-// at most once.
+// at most once per request, both questions at once. They are asked anew by
+// every request: a tune of the mount's TTLs reaches the plugin only as the
+// answer to them, and the maximum also bounds the upstream expiry, which
+// Vault's own capping of the lease cannot.
 type leaseLimits struct {
 	logical.SystemView
 	maxTTL, defaultTTL func() time.Duration
 }
 
 func newLeaseLimits(sys logical.SystemView) *leaseLimits {
-	return &leaseLimits{SystemView: sys, maxTTL: sync.OnceValue(sys.MaxLeaseTTL), defaultTTL: sync.OnceValue(sys.DefaultLeaseTTL)}
+	l := &leaseLimits{SystemView: sys, maxTTL: sync.OnceValue(sys.MaxLeaseTTL), defaultTTL: sync.OnceValue(sys.DefaultLeaseTTL)}
+	// Two round trips to Vault in parallel instead of one after the other.
+	go l.defaultTTL()
+	return l
 }
 
 // MaxLeaseTTL implements logical.SystemView.
