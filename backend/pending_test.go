@@ -2,12 +2,16 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"os"
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 )
 
@@ -92,5 +96,42 @@ func TestPending_GivenUpAfterMaxAge(t *testing.T) {
 	}
 	if env.walCount() != 0 || len(env.logLines("giving up")) != 1 {
 		t.Fatalf("after %s the entry is still there (%d) or no warning was logged", maxWALAge, env.walCount())
+	}
+}
+
+// TestPending_Schema3Fixture pins the stored shape of a pending entry:
+// what this version writes is the fixture, and the fixture reads back as a
+// pending entry the rollback finds, with what a rollback needs.
+func TestPending_Schema3Fixture(t *testing.T) {
+	ctx := context.Background()
+	fixture, err := os.ReadFile("testdata/v3/pending_inventory.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &logical.InmemStorage{}
+	b := newBackend(defaultRegistry())
+	created, _ := time.Parse(time.RFC3339, "2026-12-02T21:30:00Z")
+	e := &inventoryEntry{Name: "vault-app-ab12cdxyz789", Role: "app", Provider: "storyden", RoleValues: provider.Values{"key_name_prefix": "vault"}, CreatedAt: created}
+	if err := b.putPending(ctx, s, "main", e); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := s.Get(ctx, inventoryKey("main", e.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want any
+	if json.Unmarshal(raw.Value, &got) != nil || json.Unmarshal(fixture, &want) != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("a pending entry is stored as\n%s\nnot as the schema 3 fixture\n%s", raw.Value, fixture)
+	}
+	if err := s.Put(ctx, &logical.StorageEntry{Key: inventoryKey("other", e.Name), Value: fixture}); err != nil {
+		t.Fatal(err)
+	}
+	found, err := scanPending(ctx, s)
+	if err != nil || found[inventoryKey("other", e.Name)] != "other" {
+		t.Fatalf("the rollback's scan does not find the fixture: %v %v", found, err)
+	}
+	read, err := getInventory(ctx, s, "other", e.Name)
+	if err != nil || !read.pending() || read.rollbackRequest().Role.String("key_name_prefix") != "vault" || read.Role != "app" {
+		t.Fatalf("the fixture reads back as %+v, %v", read, err)
 	}
 }
