@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/automatedrotationutil"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/sdk/rotation"
@@ -432,4 +433,11 @@ func passInventoryTime(t *testing.T, s logical.Storage, connection string, d tim
 			t.Fatal(err)
 		}
 	}
+}
+
+// putLegacyWAL writes a WAL entry as schema 2 issues did before the pending
+// inventory entry replaced it.
+func putLegacyWAL(ctx context.Context, s logical.Storage, entry walIssue) (string, error) {
+	entry.SchemaVersion = 2
+	return framework.PutWAL(ctx, s, walKindIssue, entry)
 }
