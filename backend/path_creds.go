@@ -126,7 +126,7 @@ func (b *backend) planIssue(ctx context.Context, s logical.Storage, roleName str
 		return nil, fmt.Sprintf("connection %q no longer allows role %q: add the role to its allowed_roles", role.Connection, roleName), nil
 	}
 	// Each system-view call is a round trip to Vault: ask once per request.
-	sys := newLeaseLimits(b.System())
+	sys := newLeaseLimits(b.System(), role.TTL == 0)
 	roleMax := b.roleMaxTTL(role.Provider, role.MaxTTL)
 	ttl, warnings, err := framework.CalculateTTL(sys, 0, role.TTL, 0, roleMax, 0, time.Time{})
 	if err != nil {
@@ -161,7 +161,7 @@ func (b *backend) cannotRevoke(providerName string) bool {
 }
 
 // leaseLimits is a system view that asks Vault for the mount's lease TTLs
-// at most once per request, both questions at once. They are asked anew by
+// at most once per request. They are asked anew by
 // every request: a tune of the mount's TTLs reaches the plugin only as the
 // answer to them, and the maximum also bounds the upstream expiry, which
 // Vault's own capping of the lease cannot.
@@ -170,10 +170,14 @@ type leaseLimits struct {
 	maxTTL, defaultTTL func() time.Duration
 }
 
-func newLeaseLimits(sys logical.SystemView) *leaseLimits {
+// newLeaseLimits asks for the default TTL only when needed (a role without
+// ttl), then at once with the maximum: two round trips to Vault in parallel
+// instead of one after the other.
+func newLeaseLimits(sys logical.SystemView, needDefault bool) *leaseLimits {
 	l := &leaseLimits{SystemView: sys, maxTTL: sync.OnceValue(sys.MaxLeaseTTL), defaultTTL: sync.OnceValue(sys.DefaultLeaseTTL)}
-	// Two round trips to Vault in parallel instead of one after the other.
-	go l.defaultTTL()
+	if needDefault {
+		go l.defaultTTL()
+	}
 	return l
 }
 
