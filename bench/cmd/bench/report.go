@@ -99,7 +99,7 @@ func markdown(res *results) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	o := res.opts
-	w("Run of %s UTC on %d cores (runtime.NumCPU; %s), %s %s, Vault %s (`vault server -dev`, in-memory storage), plugin %s built as `make build` builds it; the whole run took %s. Load average (1, 5, 15 min) at the start %s, at the end %s.\n\n",
+	w("Run of %s UTC on %d cores (runtime.NumCPU; %s), %s %s, Vault %s (`vault server -dev`, in-memory storage), plugin %s built as `make build` builds it plus `-tags pprof` (a loopback profiling listener, section 8); the whole run took %s. Load average (1, 5, 15 min) at the start %s, at the end %s.\n\n",
 		res.date.Format("2006-01-02 15:04"), res.cores, res.cpuModel, res.goVersion, res.goarch, res.vaultVersion, pluginVersion, res.elapsed.Round(time.Second), res.loadStart, res.loadEnd)
 	w("Every figure is a ratio of two things measured side by side in this run (absolute times drift on a shared machine; they are shown only to read the ratios by).\n\n")
 	w("![creds read latency as a ratio to a KV v2 read, and throughput as a ratio to KV](benchmarks.svg)\n\n")
