@@ -98,7 +98,8 @@ func scalingMarkdown(rs []scaleResult, o options, cores int) string {
 	fmt.Fprintf(&b, "\n### 7. Concurrency at %d ms upstream latency\n\n"+
 		"Creds reads with 1, 8 and 32 clients, %d slices of %s each, with %d ms on every upstream route. Each credential waits on the upstream, so issues that never wait on one another scale with the clients until a CPU runs out; × one client is the ratio of the rates. CPU per credential is of all processes (vault, plugin, bench with its emulators) on this machine's %d cores.\n\n",
 		scaleLatencyMS, o.scaleRounds, o.aclSlice, scaleLatencyMS, cores)
-	b.WriteString("| provider | clients | creds/s | **× one client** | CPU per credential (all processes) | errors | target |\n|---|---:|---:|---:|---:|---|---|\n")
+	b.WriteString("The CPU bound is the rate at which this run's CPU per credential would use every core, and the same as a multiple of one client's rate: no concurrency can scale past it on this machine (less when other work shares the cores; see the load average above).\n\n")
+	b.WriteString("| provider | clients | creds/s | **× one client** | CPU per credential (all processes) | CPU bound, creds/s | CPU bound × one client | errors | target |\n|---|---:|---:|---:|---:|---:|---:|---|---|\n")
 	for _, r := range rs {
 		errs := "0"
 		if r.errs > 0 {
@@ -112,7 +113,12 @@ func scalingMarkdown(rs []scaleResult, o options, cores int) string {
 		case 32:
 			target = fmt.Sprintf("≥ %.0f×: %s", targetScale32, verdict(x >= targetScale32))
 		}
-		fmt.Fprintf(&b, "| %s | %d | %.1f | **%.2f** | %s | %s | %s |\n", r.provider, r.clients, r.rate(), x, us(per(r.cpu.vault+r.cpu.plugin+r.cpu.bench, r.creds)), errs, target)
+		cpu := per(r.cpu.vault+r.cpu.plugin+r.cpu.bench, r.creds)
+		bound := math.NaN()
+		if cpu > 0 {
+			bound = float64(cores) * float64(time.Second) / float64(cpu)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %.1f | **%.2f** | %s | %.0f | %.1f | %s | %s |\n", r.provider, r.clients, r.rate(), x, us(cpu), bound, bound/scaleBase(rs, r.provider), errs, target)
 	}
 	return b.String()
 }
