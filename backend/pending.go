@@ -200,9 +200,10 @@ func (b *backend) rollbackOnePending(ctx context.Context, s logical.Storage, con
 	if err != nil {
 		return fmt.Errorf("roll back %s on connection %q: %w", name, connection, err)
 	}
+	// Said as soon as it is true: the entry's delete is one more round trip.
+	logger.Info("removed what an interrupted issue left upstream")
 	if err := b.dropPending(ctx, s, connection, name); err != nil {
 		return fmt.Errorf("drop the inventory entry of %s, rolled back on connection %q: %w", name, connection, err)
 	}
-	logger.Info("removed what an interrupted issue left upstream")
 	return nil
 }
