@@ -73,6 +73,8 @@ type backend struct {
 
 	providers *registry
 	conns     *connectionCache
+	// entries caches decoded roles and connections; see entrycache.go.
+	entries *entryCache
 	// entryLocks serialize the writers of one stored entry: every write of a
 	// connection (config writes and deletes, root rotations, pending-root
 	// recovery, schedule state) and the rotations of a static role. Issues
@@ -102,6 +104,10 @@ type backend struct {
 	live *liveCounts
 	// metrics counts operations and upstream calls; see metrics.go.
 	metrics *metrics
+	// pending knows this node's issues in flight; see pending.go.
+	pending *pendingIndex
+	// events sends events and debug lines after the response; see events.go.
+	events *eventQueue
 }
 
 // Factory returns a new, set-up instance of the engine.
@@ -117,6 +123,7 @@ func newBackend(providers *registry) *backend {
 	b := &backend{
 		providers:  providers,
 		conns:      newConnectionCache(),
+		entries:    newEntryCache(),
 		entryLocks: locksutil.CreateLocks(),
 		httpClient: &http.Client{Timeout: provider.DefaultRequestTimeout},
 		now:        time.Now,
@@ -126,6 +133,8 @@ func newBackend(providers *registry) *backend {
 		recoveries:     newBackoffs(),
 		live:           newLiveCounts(),
 		metrics:        newMetrics(),
+		pending:        newPendingIndex(),
+		events:         newEventQueue(),
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -157,12 +166,19 @@ func newBackend(providers *registry) *backend {
 }
 
 // HandleRequest checks the request's field values before the framework
-// does (see inputProblem).
+// does (see inputProblem). Every write of the request goes through storage
+// that keeps the entry cache in step with it.
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
 	if problem := b.inputProblem(req); problem != "" {
 		return logical.ErrorResponse(problem), nil
 	}
-	return b.Backend.HandleRequest(ctx, req)
+	req.Storage = b.tracked(req.Storage)
+	resp, err := b.Backend.HandleRequest(ctx, req)
+	if req.Operation == logical.RollbackOperation {
+		// Beside the framework's WAL rollback: issues interrupted mid-create.
+		err = errors.Join(err, b.rollbackPending(ctx, req))
+	}
+	return resp, err
 }
 
 // HandleExistenceCheck checks the request's field values before the
@@ -175,9 +191,12 @@ func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request
 	return b.Backend.HandleExistenceCheck(ctx, req)
 }
 
-// invalidate drops the cached upstream session of a connection whose config
-// another node changed.
+// invalidate drops the cached entry of a role or connection another node
+// changed, and the cached upstream session of such a connection.
 func (b *backend) invalidate(_ context.Context, key string) {
+	if cachedKey(key) {
+		b.entries.drop(key)
+	}
 	if name, ok := strings.CutPrefix(key, configStoragePrefix); ok {
 		b.conns.drop(name)
 	}
@@ -188,8 +207,10 @@ func (b *backend) invalidate(_ context.Context, key string) {
 }
 
 func (b *backend) clean(_ context.Context) {
+	b.flushEvents()
 	b.conns.dropAll()
 	b.live.dropAll()
+	b.entries.dropAll()
 }
 
 // Vault runs the periodic function and then the WAL rollback in one
@@ -207,9 +228,12 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
+	// Rotations write connections: they must reach the entry cache however
+	// the periodic function was called.
+	s := b.tracked(req.Storage)
 	ctx, cancel := context.WithTimeout(ctx, b.periodicBudget)
 	defer cancel()
-	return errors.Join(b.maintainRoots(ctx, req.Storage), b.rotateDueStatics(ctx, req.Storage))
+	return errors.Join(b.maintainRoots(ctx, s), b.rotateDueStatics(ctx, s))
 }
 
 // withinItemBudget runs one item of periodic work on its slice of ctx, or

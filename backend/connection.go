@@ -308,6 +308,20 @@ func (b *backend) liveConnection(ctx context.Context, s logical.Storage, name st
 	return conn, entry, nil
 }
 
+// cachedLiveConnection is liveConnection through the entry cache; the
+// entry is read-only.
+func (b *backend) cachedLiveConnection(ctx context.Context, s logical.Storage, name string) (provider.Connection, *connectionEntry, error) {
+	entry, err := b.cachedConnection(ctx, s, name)
+	if err != nil || entry == nil {
+		return nil, nil, err
+	}
+	conn, err := b.openLive(name, entry)
+	if err != nil {
+		return nil, nil, err
+	}
+	return conn, entry, nil
+}
+
 // openLive returns the cached provider connection for a stored entry the
 // caller has already read, opening it if the entry is newer than the cache.
 func (b *backend) openLive(name string, entry *connectionEntry) (provider.Connection, error) {

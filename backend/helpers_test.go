@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/automatedrotationutil"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/sdk/rotation"
@@ -317,13 +318,25 @@ func (e *testEnv) liveKeys() []sandbox.Object {
 	return live
 }
 
+// walCount is the issues on record as in flight: WAL entries (written by
+// older versions) and pending inventory entries.
 func (e *testEnv) walCount() int {
 	e.t.Helper()
-	keys, err := e.storage.List(context.Background(), "wal/")
+	n, err := inFlightRecords(context.Background(), e.storage)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return len(keys)
+	return n
+}
+
+// inFlightRecords counts the WAL entries and pending inventory entries in s.
+func inFlightRecords(ctx context.Context, s logical.Storage) (int, error) {
+	keys, err := s.List(ctx, "wal/")
+	if err != nil {
+		return 0, err
+	}
+	pending, err := scanPending(ctx, s)
+	return len(keys) + len(pending), err
 }
 
 func (e *testEnv) storedPassword(name string) string {
@@ -420,4 +433,11 @@ func passInventoryTime(t *testing.T, s logical.Storage, connection string, d tim
 			t.Fatal(err)
 		}
 	}
+}
+
+// putLegacyWAL writes a WAL entry as schema 2 issues did before the pending
+// inventory entry replaced it.
+func putLegacyWAL(ctx context.Context, s logical.Storage, entry walIssue) (string, error) {
+	entry.SchemaVersion = 2
+	return framework.PutWAL(ctx, s, walKindIssue, entry)
 }

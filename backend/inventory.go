@@ -15,9 +15,13 @@ import (
 // holds no secret.
 const inventoryStoragePrefix = "inventory/"
 
-// inventoryEntry records an upstream object the plugin created.
+// inventoryEntry records an upstream object the plugin created, or, in
+// state pending, one it is creating (see pending.go).
 type inventoryEntry struct {
 	schemaHeader
+	// State is statePending while the create is in flight; live entries
+	// have none.
+	State    string       `json:"state,omitempty"`
 	Name     string       `json:"name"`
 	ObjectID string       `json:"object_id"`
 	Role     string       `json:"role"`
@@ -28,6 +32,9 @@ type inventoryEntry struct {
 	// LeaseExpiresAt is when the object's lease ends as far as the plugin
 	// knows: the TTL at issue, moved on by every renew.
 	LeaseExpiresAt time.Time `json:"lease_expires_at"`
+	// RoleValues are the role's provider fields at issue time (never
+	// secret), which a rollback of a pending entry needs.
+	RoleValues provider.Values `json:"role_values,omitempty"`
 }
 
 func inventoryKey(connection, name string) string {
@@ -80,8 +87,9 @@ func (b *backend) forgetInventory(ctx context.Context, s logical.Storage, connec
 // later takes for ended, and it would delete the live credential.
 func renewInventory(ctx context.Context, s logical.Storage, connection, name string, ttl time.Duration) error {
 	e, err := getInventory(ctx, s, connection, name)
-	if err != nil || e == nil {
-		// No entry: the provider records nothing, or revoke already dropped it.
+	if err != nil || e == nil || e.pending() {
+		// No entry: the provider records nothing, or revoke already dropped
+		// it. A pending entry belongs to no lease.
 		return err
 	}
 	e.LeaseExpiresAt = time.Now().Add(ttl).UTC()
@@ -89,7 +97,12 @@ func renewInventory(ctx context.Context, s logical.Storage, connection, name str
 }
 
 func (e *inventoryEntry) view() map[string]any {
+	state := "live"
+	if e.pending() {
+		state = statePending
+	}
 	return map[string]any{
+		"state":            state,
 		"name":             e.Name,
 		"object_id":        e.ObjectID,
 		"role":             e.Role,

@@ -88,7 +88,11 @@ func (c *connLive) load(ctx context.Context, s logical.Storage, connection strin
 	}
 	c.names = make(map[string]string, len(entries))
 	for _, e := range entries {
-		c.names[e.Name] = e.Role
+		// An issue in flight holds a slot, not an entry; one a crash
+		// interrupted is the rollback's, and no lease holds it.
+		if !e.pending() {
+			c.names[e.Name] = e.Role
+		}
 	}
 	return nil
 }

@@ -75,6 +75,8 @@ type metrics struct {
 	calls       map[callKey]*histogram
 	rateLimited map[waitKey]uint64
 	retries     map[waitKey]uint64
+	// eventsDropped counts events a full queue dropped; see events.go.
+	eventsDropped uint64
 }
 
 func newMetrics() *metrics {
@@ -169,6 +171,13 @@ var opHelp = map[string]string{
 	opTidyDelete: "Upstream objects tidy deleted, by outcome.",
 }
 
+// eventDropped counts an event the full queue dropped.
+func (m *metrics) eventDropped() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.eventsDropped++
+}
+
 // snapshot renders the counters as families, sorted.
 func (m *metrics) snapshot() []family {
 	m.mu.Lock()
@@ -217,7 +226,10 @@ func (m *metrics) snapshot() []family {
 	for k, v := range m.retries {
 		retries.Samples = append(retries.Samples, sample{Labels: map[string]string{"provider": k.provider, "op": k.op}, Value: float64(v)})
 	}
-	out = append(out, waits, retries)
+	dropped := family{Name: metricPrefix + "events_dropped_total", Type: "counter",
+		Help:    "Events not sent because the plugin's queue of events waiting to be sent was full (Vault's event delivery is best effort too).",
+		Samples: []sample{{Labels: map[string]string{}, Value: float64(m.eventsDropped)}}}
+	out = append(out, waits, retries, dropped)
 	for i := range out {
 		sortSamples(out[i].Samples)
 	}

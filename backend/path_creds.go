@@ -106,14 +106,14 @@ func (b *backend) planIssue(ctx context.Context, s logical.Storage, roleName str
 	if err := validateName("role", roleName); err != nil {
 		return nil, err.Error(), nil
 	}
-	role, err := getRole(ctx, s, roleName)
+	role, err := b.cachedRole(ctx, s, roleName)
 	if err != nil {
 		return nil, "", err
 	}
 	if role == nil {
 		return nil, fmt.Sprintf("role %q does not exist: write roles/%s first", roleName, roleName), nil
 	}
-	conn, err := getConnection(ctx, s, role.Connection)
+	conn, err := b.cachedConnection(ctx, s, role.Connection)
 	if err != nil {
 		return nil, "", err
 	}
@@ -126,7 +126,7 @@ func (b *backend) planIssue(ctx context.Context, s logical.Storage, roleName str
 		return nil, fmt.Sprintf("connection %q no longer allows role %q: add the role to its allowed_roles", role.Connection, roleName), nil
 	}
 	// Each system-view call is a round trip to Vault: ask once per request.
-	sys := newLeaseLimits(b.System())
+	sys := newLeaseLimits(b.System(), role.TTL == 0)
 	roleMax := b.roleMaxTTL(role.Provider, role.MaxTTL)
 	ttl, warnings, err := framework.CalculateTTL(sys, 0, role.TTL, 0, roleMax, 0, time.Time{})
 	if err != nil {
@@ -161,14 +161,24 @@ func (b *backend) cannotRevoke(providerName string) bool {
 }
 
 // leaseLimits is a system view that asks Vault for the mount's lease TTLs
-// at most once.
+// at most once per request. They are asked anew by
+// every request: a tune of the mount's TTLs reaches the plugin only as the
+// answer to them, and the maximum also bounds the upstream expiry, which
+// Vault's own capping of the lease cannot.
 type leaseLimits struct {
 	logical.SystemView
 	maxTTL, defaultTTL func() time.Duration
 }
 
-func newLeaseLimits(sys logical.SystemView) *leaseLimits {
-	return &leaseLimits{SystemView: sys, maxTTL: sync.OnceValue(sys.MaxLeaseTTL), defaultTTL: sync.OnceValue(sys.DefaultLeaseTTL)}
+// newLeaseLimits asks for the default TTL only when needed (a role without
+// ttl), then at once with the maximum: two round trips to Vault in parallel
+// instead of one after the other.
+func newLeaseLimits(sys logical.SystemView, needDefault bool) *leaseLimits {
+	l := &leaseLimits{SystemView: sys, maxTTL: sync.OnceValue(sys.MaxLeaseTTL), defaultTTL: sync.OnceValue(sys.DefaultLeaseTTL)}
+	if needDefault {
+		go l.defaultTTL()
+	}
+	return l
 }
 
 // MaxLeaseTTL implements logical.SystemView.
@@ -213,12 +223,18 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 	unique := entry.Tag + cluster + random
 	now := time.Now()
 	objectName := fmt.Sprintf("%s-%s-%s", b.namePrefix(plan.role), plan.roleName, unique)
-	wal := walIssue{Connection: plan.connName, Provider: entry.Provider, Role: plan.roleName, Name: objectName, RoleValues: plan.role.Values, CreatedAt: now.Unix()}
-	var walID string // stays empty for providers with nothing to roll back
-	if b.mayLeaveObjects(entry.Provider) && !rollbackFree(conn) {
-		// The error goes back unwrapped: on a performance standby it is
-		// exactly logical.ErrReadOnly, which makes Vault forward the request.
-		if walID, err = putIssueWAL(ctx, s, wal); err != nil {
+	inFlight := &inventoryEntry{Name: objectName, Role: plan.roleName, Provider: entry.Provider, RoleValues: plan.role.Values, CreatedAt: now.UTC()}
+	// false: nothing to roll back, for the provider or this connection
+	pending := b.mayLeaveObjects(entry.Provider) && !rollbackFree(conn)
+	if !pending && rollbackFree(conn) && b.onPerformanceStandby() {
+		// Its one write comes after the create; refused here, it would
+		// cost the upstream a credential and a revoke before Vault forwards.
+		return nil, logical.ErrReadOnly
+	}
+	if pending {
+		// The one write before the create. ErrReadOnly comes back
+		// unwrapped: on a performance standby Vault then forwards.
+		if err := b.putPending(ctx, s, plan.connName, inFlight); err != nil {
 			return nil, err
 		}
 	}
@@ -227,11 +243,11 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 		TTL: plan.ttl, ExpiresAt: now.Add(plan.maxTTL),
 	})
 	if err != nil {
-		b.rollbackNow(s, walID, conn, wal, answeredDefinitely(err))
+		b.rollbackNow(s, plan.connName, pending, conn, inFlight, answeredDefinitely(err))
 		return errorResponseFor(err)
 	}
 	if err := expiresTooSoon(entry.Provider, objectName, cred); err != nil {
-		b.rollbackNow(s, walID, conn, wal, true)
+		b.rollbackNow(s, plan.connName, pending, conn, inFlight, true)
 		return errorResponseFor(err)
 	}
 	// conn was opened for this provider, so the registry has it.
@@ -246,31 +262,45 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 	for _, w := range append(plan.warnings, cred.Warnings...) {
 		resp.AddWarning(w)
 	}
-	if cred.ObjectID != "" {
-		record := &inventoryEntry{
-			Name: objectName, ObjectID: cred.ObjectID, Role: plan.roleName, Provider: entry.Provider, Ref: cred.Ref,
-			CreatedAt: now.UTC(), LeaseExpiresAt: now.Add(resp.Secret.TTL).UTC(),
-		}
-		if err := putInventory(ctx, s, plan.connName, record); err != nil {
-			b.revokeNow(conn, plan.connName, cred.Ref)
-			return nil, fmt.Errorf("record %s in the inventory: %w", objectName, err)
-		}
-		if reserved != nil {
-			reserved.commit(objectName)
-		} else {
-			b.live.record(plan.connName, objectName, plan.roleName)
-		}
-	}
-	if err := deleteIssueWAL(ctx, s, walID); err != nil {
-		// A WAL entry left behind would later delete this live credential, so
-		// the credential goes now and the caller retries.
+	if err := b.recordIssued(ctx, s, plan, pending, inFlight, cred, now.Add(resp.Secret.TTL)); err != nil {
+		// A pending entry left behind would later delete this live
+		// credential, so the credential goes now and the caller retries.
 		b.revokeNow(conn, plan.connName, cred.Ref)
-		b.forgetInventory(ctx, s, plan.connName, objectName)
-		return nil, fmt.Errorf("clear the write-ahead log entry for %s: %w", objectName, err)
+		return nil, err
 	}
-	b.Logger().Debug("issued credential", "connection", plan.connName, "provider", entry.Provider, "role", plan.roleName, "object", objectName, "ttl", resp.Secret.TTL.String())
-	b.sendEvent(ctx, eventCredsCreate, "connection", plan.connName, "provider", entry.Provider, "role", plan.roleName, "object", objectName)
+	if reserved != nil && cred.ObjectID != "" {
+		reserved.commit(objectName)
+	} else if cred.ObjectID != "" {
+		b.live.record(plan.connName, objectName, plan.roleName)
+	}
+	b.afterResponse(func() {
+		b.Logger().Debug("issued credential", "connection", plan.connName, "provider", entry.Provider, "role", plan.roleName, "object", objectName, "ttl", resp.Secret.TTL.String())
+	}, eventCredsCreate, "connection", plan.connName, "provider", entry.Provider, "role", plan.roleName, "object", objectName)
 	return resp, nil
+}
+
+// recordIssued is the one write after a successful create: the pending
+// entry becomes the live inventory entry, or, for a credential with no
+// upstream object id to record, is dropped.
+func (b *backend) recordIssued(ctx context.Context, s logical.Storage, plan *issuePlan, pending bool, e *inventoryEntry, cred *provider.Credential, leaseEnd time.Time) error {
+	if cred.ObjectID == "" {
+		if !pending {
+			return nil
+		}
+		if err := b.dropPending(ctx, s, plan.connName, e.Name); err != nil {
+			return fmt.Errorf("clear the pending inventory entry of %s: %w", e.Name, err)
+		}
+		return nil
+	}
+	live := &inventoryEntry{
+		Name: e.Name, ObjectID: cred.ObjectID, Role: plan.roleName, Provider: e.Provider, Ref: cred.Ref,
+		CreatedAt: e.CreatedAt, LeaseExpiresAt: leaseEnd.UTC(),
+	}
+	if err := putInventory(ctx, s, plan.connName, live); err != nil {
+		return fmt.Errorf("record %s in the inventory: %w", e.Name, err)
+	}
+	b.pending.remove(plan.connName, e.Name)
+	return nil
 }
 
 // reserveLive takes the issue's slot under the caps of its role and
@@ -282,11 +312,16 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 // every issue and revoke of the cluster.
 func (b *backend) reserveLive(ctx context.Context, s logical.Storage, plan *issuePlan) (*slot, error) {
 	roleCap, connCap := plan.role.MaxLiveCredentials, plan.conn.MaxLiveCredentials
-	if (roleCap == 0 && connCap == 0) || !b.countsLive(plan.conn.Provider) ||
-		b.System().ReplicationState().HasState(consts.ReplicationPerformanceStandby) {
+	if (roleCap == 0 && connCap == 0) || !b.countsLive(plan.conn.Provider) || b.onPerformanceStandby() {
 		return nil, nil
 	}
 	return b.live.reserve(ctx, s, plan.connName, plan.roleName, roleCap, connCap)
+}
+
+// onPerformanceStandby reports whether this node is a performance standby,
+// where storage writes fail with logical.ErrReadOnly.
+func (b *backend) onPerformanceStandby() bool {
+	return b.System().ReplicationState().HasState(consts.ReplicationPerformanceStandby)
 }
 
 // minLeaseTTL is the shortest lease a credential may get. A lease capped at
@@ -330,27 +365,27 @@ func (b *backend) namePrefix(role *roleEntry) string {
 	return "vault"
 }
 
-// rollbackNow deletes what a failed Issue may have created. The WAL entry is
-// cleared only when the upstream answered the failing call: after a timeout
-// or a dropped connection the create may still land upstream later, and the
-// entry stays for Vault's WAL rollback to sweep it then.
-func (b *backend) rollbackNow(s logical.Storage, walID string, conn provider.Connection, wal walIssue, definite bool) {
+// rollbackNow deletes what a failed Issue may have created. The pending
+// entry is cleared only when the upstream answered the failing call: after a
+// timeout or a dropped connection the create may still land upstream later,
+// and the entry stays for the rollback operation to sweep it then.
+func (b *backend) rollbackNow(s logical.Storage, connection string, pending bool, conn provider.Connection, e *inventoryEntry, definite bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
-	err := conn.Rollback(ctx, wal.rollbackRequest())
-	if walID != "" {
-		// Without a WAL entry the provider leaves nothing to roll back.
-		b.metrics.countErr(opRollback, wal.Connection, wal.Provider, wal.Role, err)
+	err := conn.Rollback(ctx, e.rollbackRequest())
+	if pending {
+		// Without a pending entry the provider leaves nothing to roll back.
+		b.metrics.countErr(opRollback, connection, e.Provider, e.Role, err)
 	}
 	if err != nil {
-		b.Logger().Warn("could not yet remove what a failed issue left upstream; the WAL rollback will retry", "connection", wal.Connection, "object", wal.Name, "error", err)
+		b.Logger().Warn("could not yet remove what a failed issue left upstream; the rollback will retry", "connection", connection, "object", e.Name, "error", err)
 		return
 	}
-	if !definite {
+	if !definite || !pending {
 		return
 	}
-	if err := deleteIssueWAL(ctx, s, walID); err != nil {
-		b.Logger().Warn("could not clear the WAL entry of a rolled-back issue; the WAL rollback will clear it", "connection", wal.Connection, "object", wal.Name, "error", err)
+	if err := b.dropPending(ctx, s, connection, e.Name); err != nil {
+		b.Logger().Warn("could not clear the pending inventory entry of a rolled-back issue; the rollback will clear it", "connection", connection, "object", e.Name, "error", err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -292,26 +293,28 @@ func TestCreds_StorageFaults(t *testing.T) {
 	env.setup(nil)
 	env.storage.FailPut(true)
 	if _, err := env.request(logical.ReadOperation, "creds/app", nil); err == nil {
-		t.Fatal("issue succeeded without a WAL entry")
+		t.Fatal("issue succeeded without a pending inventory entry")
 	}
 	env.storage.FailPut(false)
 	if n := len(env.upstream.Objects()); n != 0 {
-		t.Fatalf("an issue that could not write its WAL created %d keys", n)
+		t.Fatalf("an issue that could not write its pending entry created %d keys", n)
 	}
 	env.storage.FailGet(true)
 	if _, err := env.request(logical.ReadOperation, "creds/app", nil); err == nil {
 		t.Fatal("issue succeeded while storage reads fail")
 	}
 	env.storage.FailGet(false)
-	// A WAL entry that cannot be cleared would delete the live key later, so
-	// the key goes at once and the read fails.
-	env.storage.FailDelete(true)
-	if _, err := env.request(logical.ReadOperation, "creds/app", nil); err == nil {
-		t.Fatal("issue succeeded although its WAL entry could not be cleared")
+	// A pending entry that cannot become the live one would delete the live
+	// key later, so the key goes at once and the read fails.
+	second := &nthInventoryPutFails{Storage: env.storage, n: 2}
+	if _, err := env.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "creds/app", Storage: second}); err == nil {
+		t.Fatal("issue succeeded although its pending entry could not become the live one")
 	}
-	env.storage.FailDelete(false)
 	if live := env.liveKeys(); len(live) != 0 {
-		t.Fatalf("live keys after a failed WAL delete: %v", live)
+		t.Fatalf("live keys after a failed live write: %v", live)
+	}
+	if second.puts.Load() != 2 {
+		t.Fatalf("%d inventory writes, want the pending one and the failed live one", second.puts.Load())
 	}
 }
 
@@ -342,4 +345,20 @@ func TestCreds_PerformanceStandbyForwardsToActive(t *testing.T) {
 	if n := len(env.upstream.Objects()); n != 0 {
 		t.Fatalf("a standby created %d keys upstream before forwarding", n)
 	}
+}
+
+// nthInventoryPutFails fails the nth write under inventory/ and lets every
+// other one through.
+type nthInventoryPutFails struct {
+	logical.Storage
+	n    int64
+	puts atomic.Int64
+}
+
+// Put implements logical.Storage.
+func (s *nthInventoryPutFails) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if strings.HasPrefix(e.Key, inventoryStoragePrefix) && s.puts.Add(1) == s.n {
+		return errInjectedStorage
+	}
+	return s.Storage.Put(ctx, e)
 }

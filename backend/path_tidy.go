@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -142,9 +143,10 @@ func (b *backend) pathTidyWrite(ctx context.Context, req *logical.Request, d *fr
 }
 
 // tidy reads the upstream first, then the WAL, then the inventory: an object
-// being issued exists upstream only after its WAL entry, and its WAL entry is
-// deleted only after its inventory entry exists, so in this order it is
-// always found in one of the two.
+// being issued exists upstream only after its pending inventory entry (or,
+// written by older versions, its WAL entry), which becomes the live entry
+// in one write (the WAL entry was deleted only after the inventory entry
+// existed), so in this order it is always found.
 func (b *backend) tidy(ctx context.Context, s logical.Storage, name string, entry *connectionEntry, lister provider.Lister, conn provider.Connection, dryRun bool, buffer time.Duration) (*tidyReport, error) {
 	roles, prefixes, err := b.rolesOf(ctx, s, name, entry)
 	if err != nil {
@@ -174,6 +176,14 @@ func (b *backend) tidy(ctx context.Context, s logical.Storage, name string, entr
 	}
 	var doomed []leftover
 	var stale []*inventoryEntry
+	known = slices.DeleteFunc(known, func(e *inventoryEntry) bool {
+		// Still being issued, or interrupted and the rollback's: in flight
+		// as a WAL entry was, never tidy's to touch.
+		if e.pending() {
+			inFlight[e.Name] = true
+		}
+		return e.pending()
+	})
 	for _, e := range known {
 		ended := e.LeaseExpiresAt.Add(buffer).Before(now)
 		switch {

@@ -69,7 +69,7 @@ func TestPeriodicHungUpstreamLeavesRollbackItsTime(t *testing.T) {
 	}
 
 	orphan := "vault-app-orphanbyacrash"
-	if _, err := putIssueWAL(ctx, e.storage, walIssue{Connection: fmConn, Provider: "storyden", Role: fmRole, Name: orphan, CreatedAt: time.Now().Unix()}); err != nil {
+	if _, err := putLegacyWAL(ctx, e.storage, walIssue{Connection: fmConn, Provider: "storyden", Role: fmRole, Name: orphan, CreatedAt: time.Now().Unix()}); err != nil {
 		t.Fatal(err)
 	}
 	e.upstreamObject(orphan)

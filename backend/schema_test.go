@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -246,7 +247,8 @@ func TestNewerSchemaRefused(t *testing.T) {
 	}
 	wantNewer := func(what string, err error) {
 		t.Helper()
-		if !errors.Is(err, errNewerSchema) || !strings.Contains(err.Error(), "schema 3") || !strings.Contains(err.Error(), "schemas 1 to 2") {
+		if !errors.Is(err, errNewerSchema) || !strings.Contains(err.Error(), fmt.Sprintf("schema %d", currentSchemaVersion+1)) ||
+			!strings.Contains(err.Error(), fmt.Sprintf("schemas 1 to %d", currentSchemaVersion)) {
 			t.Errorf("%s: want a refusal naming both versions, got %v", what, err)
 		}
 	}
@@ -313,13 +315,5 @@ func TestWritesStampSchema(t *testing.T) {
 	prov, _ := e.b.providers.get(entry.Provider)
 	if internal["connection_tag"] != entry.Tag || internal["account_fingerprint"] != accountFingerprint(prov, entry) {
 		t.Errorf("lease internal data has connection_tag %v (want %s) and account_fingerprint %v", internal["connection_tag"], entry.Tag, internal["account_fingerprint"])
-	}
-	id, err := putIssueWAL(ctx, e.storage, walIssue{Connection: "c", Name: "x"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wal, err := framework.GetWAL(ctx, e.storage, id)
-	if err != nil || provider.Values(wal.Data.(map[string]any)).Int("schema_version") != currentSchemaVersion {
-		t.Errorf("WAL entry: %v %v", wal, err)
 	}
 }

@@ -146,7 +146,7 @@ func (b *backend) secretCredentialRenew(ctx context.Context, req *logical.Reques
 		}
 	}()
 	ttl, maxTTL := lease.TTL, lease.MaxTTL
-	if role, err := getRole(ctx, req.Storage, lease.Role); err != nil {
+	if role, err := b.cachedRole(ctx, req.Storage, lease.Role); err != nil {
 		return nil, err
 	} else if role != nil && role.Connection == lease.Connection {
 		ttl, maxTTL = role.TTL, role.MaxTTL
@@ -190,7 +190,7 @@ func (b *backend) secretCredentialRevoke(ctx context.Context, req *logical.Reque
 	// Every failure counts, a connection gone or moved as much as an
 	// upstream error: Vault retries each and the lease stays.
 	defer func() { b.metrics.countErr(opRevoke, lease.Connection, lease.Provider, lease.Role, err) }()
-	conn, entry, err := b.liveConnection(ctx, req.Storage, lease.Connection)
+	conn, entry, err := b.cachedLiveConnection(ctx, req.Storage, lease.Connection)
 	if err != nil {
 		return nil, err
 	}
@@ -209,8 +209,9 @@ func (b *backend) secretCredentialRevoke(ctx context.Context, req *logical.Reque
 		return nil, fmt.Errorf("revoke %s credential of role %q on connection %q: %w", lease.Provider, lease.Role, lease.Connection, err)
 	}
 	b.forgetInventory(ctx, req.Storage, lease.Connection, lease.Name)
-	b.leaseLogger(req, lease).Debug("revoked credential")
-	b.sendEvent(ctx, eventCredsRevoke, "connection", lease.Connection, "provider", lease.Provider, "role", lease.Role, "object", lease.Name)
+	logger := b.leaseLogger(req, lease)
+	b.afterResponse(func() { logger.Debug("revoked credential") },
+		eventCredsRevoke, "connection", lease.Connection, "provider", lease.Provider, "role", lease.Role, "object", lease.Name)
 	return nil, nil
 }
 

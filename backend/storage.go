@@ -16,12 +16,16 @@ import (
 //   - 1: v0.1.0, which wrote no version; an entry without one is version 1.
 //   - 2: the first release that writes schema_version. Its layout is
 //     version 1's plus optional fields, so a version 1 entry needs no change.
+//   - 3: an issue records its object in the inventory in state pending
+//     before the upstream create, instead of a WAL entry. A version 2 reader
+//     would take a pending entry for a live credential and never roll it
+//     back. Version 2 entries (and their WAL entries) need no change.
 //
 // A new version is added here whenever an older reader would misread an
 // entry; readers keep accepting every version ever released.
 const (
 	oldestSchemaVersion  = 1
-	currentSchemaVersion = 2
+	currentSchemaVersion = 3
 )
 
 // errNewerSchema marks data written by a newer plugin than this one.

@@ -257,11 +257,20 @@ func (t transportSettings) httpClient(template *http.Client) (*http.Client, erro
 		return nil, err
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
+	// One client talks to one upstream: keep a connection per concurrent
+	// issue instead of the default 2, which made every issue beyond the
+	// second under load open (and TLS-handshake) a connection of its own.
+	transport.MaxIdleConnsPerHost = maxIdleConnsPerUpstream
 	transport.TLSClientConfig = tlsConfig
 	transport.Proxy = proxy
 	client.Transport = transport
 	return &client, nil
 }
+
+// maxIdleConnsPerUpstream is how many idle connections to its upstream a
+// connection's client keeps, about the concurrency Vault's expiration
+// workers and busy clients reach.
+const maxIdleConnsPerUpstream = 64
 
 // publicTransport is what config reads show: everything but client_key,
 // and proxy_url without its password.

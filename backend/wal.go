@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
@@ -20,9 +19,11 @@ const walKindIssue = "issue"
 // dropped with a warning so a broken upstream cannot make Vault retry forever.
 const maxWALAge = 24 * time.Hour
 
-// walIssue is written before every upstream create and deleted once the lease
-// exists. If it survives, the create failed or Vault stopped mid-request, and
-// the rollback deletes whatever carries Name upstream.
+// walIssue was written before every upstream create by schemas 1 and 2 and
+// deleted once the lease existed; schema 3 writes a pending inventory entry
+// instead (see pending.go). One that survives (the create failed or Vault
+// stopped mid-request) is still rolled back: the rollback deletes whatever
+// carries Name upstream.
 type walIssue struct {
 	schemaHeader
 	Connection string `json:"connection"`
@@ -36,23 +37,6 @@ type walIssue struct {
 
 func (w walIssue) rollbackRequest() provider.RollbackRequest {
 	return provider.RollbackRequest{Name: w.Name, RoleName: w.Role, Role: w.RoleValues}
-}
-
-// putIssueWAL returns the storage error unwrapped: on a performance standby
-// it is logical.ErrReadOnly, which Vault recognizes by its exact text and
-// answers by forwarding the whole request to the active node.
-func putIssueWAL(ctx context.Context, s logical.Storage, entry walIssue) (string, error) {
-	entry.SchemaVersion = currentSchemaVersion
-	return framework.PutWAL(ctx, s, walKindIssue, entry)
-}
-
-// deleteIssueWAL clears the WAL entry of a finished issue; walID is empty
-// when the issue wrote none.
-func deleteIssueWAL(ctx context.Context, s logical.Storage, walID string) error {
-	if walID == "" {
-		return nil
-	}
-	return framework.DeleteWAL(ctx, s, walID)
 }
 
 // walRollback is called by Vault for WAL entries older than walRollbackMinAge.

@@ -520,3 +520,37 @@ func shortError(err error) string {
 	}
 	return msg
 }
+
+// TestHA_RoleChangesOnTheActiveReachCredsThroughAStandby: the plugin caches
+// roles and connections; writes on the active node must be seen by the next
+// creds read through a standby (forwarded to the active node, whose cache
+// the write dropped). The role is read twice before each change, so the
+// change meets a warm cache.
+func TestHA_RoleChangesOnTheActiveReachCredsThroughAStandby(t *testing.T) {
+	const mount = "storyden"
+	c := startRaftCluster(t, t.TempDir())
+	upstream := startStorydenUpstream(t)
+	c.mustOnActive(t, c.nodes, "", "secrets", "enable", "-path="+mount, "-plugin-version="+pluginVersion, pluginName)
+	c.mustOnActive(t, c.nodes, sdPassword, "write", mount+"/config/main", "provider=storyden",
+		"base_url="+upstream.URL(), "allow_http=true", "username="+sdAdmin, "password=-")
+
+	standby := without(c.nodes, c.active(c.nodes, time.Minute))[0]
+	for _, ttl := range []time.Duration{5 * time.Minute, 7 * time.Minute, 3 * time.Minute} {
+		c.mustOnActive(t, c.nodes, "", "write", mount+"/roles/app", "connection=main", "ttl="+ttl.String(), "max_ttl=1h")
+		for range 2 {
+			secret := c.readThrough(t, standby, mount+"/creds/app")
+			if got := time.Duration(secret.LeaseDuration) * time.Second; got != ttl {
+				t.Fatalf("creds through standby %s after the role's ttl became %s: lease of %s", standby, ttl, got)
+			}
+		}
+	}
+	// A deleted role is gone for the standby's next read too.
+	c.mustOnActive(t, c.nodes, "", "delete", mount+"/roles/app")
+	if r := runVault(standby, c.token, "", 2*time.Minute, nil, "read", mount+"/creds/app"); r.err == nil || !strings.Contains(r.stderr, "does not exist") {
+		t.Fatalf("creds of a deleted role through standby %s: %v %s %s", standby, r.err, r.stdout, r.stderr)
+	}
+	c.mustOnActive(t, c.nodes, "", "lease", "revoke", "-prefix", "-sync", mount+"/creds/app")
+	if live := liveKeyObjects(upstream); len(live) != 0 {
+		t.Fatalf("live keys after revoking every lease: %+v", live)
+	}
+}

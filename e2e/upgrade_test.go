@@ -104,12 +104,12 @@ func TestUpgrade_ReleaseToThisTreeAndBack(t *testing.T) {
 	t.Logf("after the upgrade, WAL entry %s (v0.1.0's) rolled back %s after the switch", walID, time.Since(switched).Round(time.Second))
 
 	// This tree writes what a downgrade meets: a config and a role and a
-	// static role rewritten (schema 2), and leases of its own.
+	// static role rewritten (schema 3), and leases of its own.
 	e.write("config/storyden", map[string]any{"allowed_roles": "storyden"})
 	e.write("roles/katapult", map[string]any{"ttl": "6m"})
 	e.write("static-roles/backup", map[string]any{"rotation_period": "25h"})
-	if entry := e.rawEntry("config/storyden"); !strings.Contains(entry, `"schema_version":2`) {
-		t.Fatalf("this tree stored a connection without schema_version 2: the downgrade proves nothing")
+	if entry := e.rawEntry("config/storyden"); !strings.Contains(entry, `"schema_version":3`) {
+		t.Fatalf("this tree stored a connection without schema_version 3: the downgrade proves nothing")
 	}
 	current := e.issueAll()
 	written := e.snapshot()

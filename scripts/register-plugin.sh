@@ -9,6 +9,7 @@
 #   VAULT_BIN                vault binary (default: scripts/build-vault.sh)
 #   PLUGIN_VERSION           version to register (default v0.2.0-dev); must match
 #                            the version built into the binary
+#   PLUGIN_ENV               optional KEY=VALUE set in the plugin's environment
 # The binary must sit in the server's plugin_directory.
 set -euo pipefail
 
@@ -23,7 +24,9 @@ version="${PLUGIN_VERSION:-v0.2.0-dev}"
 name="vault-plugin-secrets-apikeys"
 
 sha="$(sha256sum "$binary" | cut -d' ' -f1)"
-"$vault" plugin register -sha256="$sha" -version="$version" -command="$(basename "$binary")" secret "$name" >/dev/null \
+env_args=()
+[[ -n "${PLUGIN_ENV:-}" ]] && env_args=(-env="$PLUGIN_ENV")
+"$vault" plugin register -sha256="$sha" -version="$version" -command="$(basename "$binary")" "${env_args[@]}" secret "$name" >/dev/null \
   || die "vault plugin register failed"
 echo "registered $name $version (sha256 $sha)" >&2
 

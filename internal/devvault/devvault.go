@@ -51,9 +51,16 @@ func Binary(root string) (string, error) {
 // BuildPlugin builds the plugin of the clone at root as `make build` does
 // (CGO off, -trimpath, stripped, version set by -ldflags) into dir/file.
 func BuildPlugin(ctx context.Context, root, dir, file, version string) (string, error) {
+	return BuildPluginTags(ctx, root, dir, file, version, "")
+}
+
+// BuildPluginTags is BuildPlugin with Go build tags (comma-separated; ""
+// for none), e.g. the bench's "pprof", which adds a loopback profiling
+// listener.
+func BuildPluginTags(ctx context.Context, root, dir, file, version, tags string) (string, error) {
 	path := filepath.Join(dir, file)
 	ldflags := "-s -w -X " + modulePath + "/backend.Version=" + version
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", path, "./cmd/"+PluginName)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags="+tags, "-ldflags", ldflags, "-o", path, "./cmd/"+PluginName)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {

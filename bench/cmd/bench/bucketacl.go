@@ -67,7 +67,7 @@ func newKatapultBucket(c *api.Client, emus *emulators, mount string) (*target, e
 		return nil, err
 	}
 	err = configure(c, mount, map[string]any{
-		"provider": "katapult", "base_url": srv.URL() + "/core/v1", "organization": "bench", "api_token": kpToken,
+		"provider": "katapult", "base_url": srv.URL() + "/core/v1", "allow_http": true, "organization": "bench", "api_token": kpToken,
 	}, map[string]any{"read_buckets": aclBucket})
 	return &target{name: "katapult (one bucket)", path: mount + "/creds/app", servers: []*sandbox.Server{srv}}, err
 }

@@ -39,8 +39,9 @@ type pairResult struct {
 	ops      [2]int
 	elapsed  [2]time.Duration
 	// cpu is the CPU time of every process (vault, both plugins, the bench)
-	// during each side's slices.
-	cpu [2]time.Duration
+	// during each side's slices; pluginCPU is that of the side's own plugin
+	// process, vaultCPU the vault server's.
+	cpu, pluginCPU, vaultCPU [2]time.Duration
 }
 
 func (r pairResult) rate(i int) float64 { return float64(r.ops[i]) / r.elapsed[i].Seconds() }
@@ -57,7 +58,7 @@ func runCompare(ctx context.Context, o options, v *vaultServer, root, tmp string
 	if err != nil {
 		return err
 	}
-	if err := v.register(ctx, root, bin, compareVersion, compareMounts...); err != nil {
+	if err := v.register(ctx, root, bin, compareVersion, "", compareMounts...); err != nil {
 		return err
 	}
 	c := v.client
@@ -104,12 +105,15 @@ func runCompare(ctx context.Context, o options, v *vaultServer, root, tmp string
 		for round := 0; round < o.rounds; round++ {
 			for k := 0; k < 2; k++ {
 				i := (k + round) % 2
-				before := totalCPU(v.PID(), pluginA, pluginB)
+				own := [2]int{pluginA, pluginB}[i]
+				before, beforeOwn, beforeVault := totalCPU(v.PID(), pluginA, pluginB), cpuTime(own), cpuTime(v.PID())
 				ops, _, first, elapsed := burst(ctx, c, paths[i], 8, o.slice, 20000)
 				if first != nil {
 					return fmt.Errorf("%s: %w", paths[i], first)
 				}
 				r.cpu[i] += totalCPU(v.PID(), pluginA, pluginB) - before
+				r.pluginCPU[i] += cpuTime(own) - beforeOwn
+				r.vaultCPU[i] += cpuTime(v.PID()) - beforeVault
 				r.ops[i] += ops
 				r.elapsed[i] += elapsed
 			}
@@ -156,10 +160,12 @@ func compareMarkdown(res *compareResult, o options) string {
 				ms(a99), ms(c99), ratio(c99, a99), ratio(a50, kv), ratio(c50, kv))
 		}
 	}
-	w("\n| creds, 8 clients | this tree creds/s | compare tree creds/s | **compare / this** | CPU per credential, this tree (all processes) | compare tree | **compare / this** |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	w("\n| creds, 8 clients | this tree creds/s | compare tree creds/s | **compare / this** | CPU per credential, this tree (all processes) | compare tree | **compare / this** | plugin CPU per credential, this tree | compare tree | **compare / this** | vault CPU per credential, this tree | compare tree |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range res.throughput {
-		w("| %s | %.0f | %.0f | **%.2f** | %s | %s | **%.2f** |\n", r.provider, r.rate(0), r.rate(1), r.rate(1)/r.rate(0),
-			us(r.cpuPerOp(0)), us(r.cpuPerOp(1)), ratio(r.cpuPerOp(1), r.cpuPerOp(0)))
+		pa, pc := per(r.pluginCPU[0], r.ops[0]), per(r.pluginCPU[1], r.ops[1])
+		w("| %s | %.0f | %.0f | **%.2f** | %s | %s | **%.2f** | %s | %s | **%.2f** | %s | %s |\n", r.provider, r.rate(0), r.rate(1), r.rate(1)/r.rate(0),
+			us(r.cpuPerOp(0)), us(r.cpuPerOp(1)), ratio(r.cpuPerOp(1), r.cpuPerOp(0)), us(pa), us(pc), ratio(pc, pa),
+			us(per(r.vaultCPU[0], r.ops[0])), us(per(r.vaultCPU[1], r.ops[1])))
 	}
 	w("\n| mass revoke | leases | floor | time | **time / floor** | DELETE attempts | answered 429 | revokes Vault had to retry | orphans |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range res.revokes {

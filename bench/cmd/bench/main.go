@@ -51,12 +51,13 @@ type options struct {
 	cliReads     int
 	realReads    int
 	aclSlice     time.Duration
+	scaleRounds  int
 	phases       map[string]bool
 	compare      string
 }
 
 // allPhases are the bench's phases in the order they run.
-var allPhases = []string{"breakdown", "cli", "latency", "throughput", "bucket-acl", "revoke", "rss"}
+var allPhases = []string{"breakdown", "cli", "latency", "throughput", "scaling", "bucket-acl", "profile", "revoke", "rss"}
 
 func main() {
 	var o options
@@ -71,14 +72,15 @@ func main() {
 	flag.IntVar(&o.warm, "warm", 20, "warm-up reads per provider before measuring")
 	flag.DurationVar(&o.slice, "slice", 500*time.Millisecond, "length of one throughput slice")
 	flag.IntVar(&o.rounds, "rounds", 6, "throughput slices per side (KV, creds) per provider and concurrency")
-	flag.DurationVar(&o.aclSlice, "acl-slice", 2*time.Second, "length of one slice of the bucket-acl phase (20 ms per upstream call)")
+	flag.DurationVar(&o.aclSlice, "acl-slice", 2*time.Second, "length of one slice of the bucket-acl and scaling phases (20 ms per upstream call)")
+	flag.IntVar(&o.scaleRounds, "scale-rounds", 3, "slices per provider and concurrency of the scaling phase")
 	flag.IntVar(&o.revokeLeases, "revoke-leases", 1000, "leases revoked in each mass revoke")
 	flag.Float64Var(&o.revokeRate, "revoke-rate", 50, "upstream DELETE rate limit during the mass revoke, per second")
 	flag.IntVar(&o.revokeBurst, "revoke-burst", 50, "upstream DELETE burst during the mass revoke")
 	flag.DurationVar(&o.revokeLimit, "revoke-limit", 4*time.Minute, "give up on a mass revoke after this long")
 	flag.IntVar(&o.rssLeases, "rss-leases", 10000, "live leases held while the plugin's RSS is read")
 	flag.DurationVar(&o.timeout, "timeout", 14*time.Minute, "stop everything after this long")
-	flag.StringVar(&o.pprofDir, "pprof", "", "also save CPU profiles of the vault server under load into this folder")
+	flag.StringVar(&o.pprofDir, "pprof", "", "also save CPU profiles of the vault server under load into this folder, and keep the plugin's there (default: a temporary folder)")
 	flag.StringVar(&o.compare, "compare", "", "also build the plugin from this source tree and measure it side by side with this tree's (before/after of an engine change)")
 	phases := flag.String("phases", "all", "comma-separated phases to run, of "+strings.Join(allPhases, ",")+"; a partial run only prints its tables")
 	flag.Parse()
@@ -106,7 +108,7 @@ func main() {
 	}
 	if *quick {
 		o.reads, o.readsSlow, o.warm, o.slice, o.rounds, o.cliReads, o.realReads = 30, 20, 5, 300*time.Millisecond, 1, 5, 10
-		o.aclSlice = time.Second
+		o.aclSlice, o.scaleRounds = time.Second, 1
 		o.revokeLeases, o.revokeRate, o.revokeBurst, o.revokeLimit, o.rssLeases = 100, 50, 20, time.Minute, 500
 		// A smoke run never overwrites the recorded results unless told to.
 		if !explicit["out"] {
@@ -141,6 +143,8 @@ type results struct {
 	cli          breakdownResult
 	throughput   []throughputResult
 	bucketACL    []aclResult
+	scaling      []scaleResult
+	profile      pluginProfile
 	revokes      []revokeResult
 	rss          rssResult
 	// realStoryden is measured only when STORYDEN_BIN is set.
@@ -173,10 +177,15 @@ func run(o options) error {
 	}
 	defer os.RemoveAll(dir)
 	logf("building the plugin")
-	plugin, err := devvault.BuildPlugin(ctx, root, filepath.Join(dir, "plugins"), pluginName, pluginVersion)
+	plugin, err := devvault.BuildPluginTags(ctx, root, filepath.Join(dir, "plugins"), pluginName, pluginVersion, "pprof")
 	if err != nil {
 		return err
 	}
+	pprofPort, err := devvault.FreePort()
+	if err != nil {
+		return err
+	}
+	pprofAddr := fmt.Sprintf("127.0.0.1:%d", pprofPort)
 	logf("starting %s server -dev", bin)
 	v, err := startVault(bin, dir)
 	if err != nil {
@@ -187,7 +196,7 @@ func run(o options) error {
 	if realStorydenWanted(o) {
 		mounts = append(mounts, realStorydenMount)
 	}
-	if err := v.register(ctx, root, plugin, pluginVersion, mounts...); err != nil {
+	if err := v.register(ctx, root, plugin, pluginVersion, "APIKEYS_PPROF_ADDR="+pprofAddr, mounts...); err != nil {
 		return err
 	}
 	emus := &emulators{}
@@ -285,12 +294,28 @@ func run(o options) error {
 		}
 	}
 
+	if o.phases["scaling"] {
+		if res.scaling, err = measureScaling(ctx, c, procs{vault: res.rss.vaultPID, plugin: res.rss.pluginPID}, targets, o.scaleRounds, o.aclSlice); err != nil {
+			return err
+		}
+	}
+
 	if o.phases["bucket-acl"] {
 		t, err := newKatapultBucket(c, emus, "katapult-bucket")
 		if err != nil {
 			return err
 		}
 		if res.bucketACL, err = measureBucketACL(ctx, c, t, o.warm, o.rounds, o.aclSlice); err != nil {
+			return err
+		}
+	}
+
+	if o.phases["profile"] {
+		profileDir := o.pprofDir
+		if profileDir == "" {
+			profileDir = filepath.Join(dir, "pprof")
+		}
+		if res.profile, err = profilePlugin(ctx, c, pprofAddr, profileDir, 8, "storyden/creds/app"); err != nil {
 			return err
 		}
 	}

@@ -99,7 +99,7 @@ func markdown(res *results) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	o := res.opts
-	w("Run of %s UTC on %d cores (runtime.NumCPU; %s), %s %s, Vault %s (`vault server -dev`, in-memory storage), plugin %s built as `make build` builds it; the whole run took %s. Load average (1, 5, 15 min) at the start %s, at the end %s.\n\n",
+	w("Run of %s UTC on %d cores (runtime.NumCPU; %s), %s %s, Vault %s (`vault server -dev`, in-memory storage), plugin %s built as `make build` builds it plus `-tags pprof` (a loopback profiling listener, section 8); the whole run took %s. Load average (1, 5, 15 min) at the start %s, at the end %s.\n\n",
 		res.date.Format("2006-01-02 15:04"), res.cores, res.cpuModel, res.goVersion, res.goarch, res.vaultVersion, pluginVersion, res.elapsed.Round(time.Second), res.loadStart, res.loadEnd)
 	w("Every figure is a ratio of two things measured side by side in this run (absolute times drift on a shared machine; they are shown only to read the ratios by).\n\n")
 	w("![creds read latency as a ratio to a KV v2 read, and throughput as a ratio to KV](benchmarks.svg)\n\n")
@@ -218,6 +218,8 @@ func markdown(res *results) string {
 	w("| growth per lease | %s | %s |\n", perLease(rs.pluginAfter-rs.pluginBefore, rs.leases), perLease(rs.vaultAfter-rs.vaultBefore, rs.leases))
 
 	w("%s", bucketACLMarkdown(res.bucketACL, o))
+	w("%s", scalingMarkdown(res.scaling, o, res.cores))
+	w("%s", pluginProfileMarkdown(res.profile))
 
 	if res.compare != nil {
 		w("\n%s", compareMarkdown(res.compare, o))
@@ -259,6 +261,7 @@ func targetLines(res *results) []string {
 		}
 	}
 	out = append(out, bucketACLTargets(res.bucketACL)...)
+	out = append(out, scalingTargets(res.scaling)...)
 	for _, r := range res.revokes {
 		got := ratio(r.elapsed, r.floor)
 		out = append(out, fmt.Sprintf("mass revoke (%s) of %d leases: %.2f× the rate-limit floor (target ≤ %.0f×), %d orphans: %s", r.mode, r.leases, got, targetRevokeRatio, r.orphans,
@@ -300,7 +303,7 @@ func oneLine(s string) string {
 // and p99 at 0 and 20 ms, log scale, with the 1.5 target), and throughput as
 // a ratio to KV at 1, 8 and 32 clients.
 func chart(res *results) string {
-	const width, height = 960, 700
+	const width, height = 960, 1000
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="Helvetica, Arial, sans-serif" font-size="12">`+"\n", width, height, width, height)
@@ -408,6 +411,8 @@ func chart(res *results) string {
 		lx := left + float64(j)*200
 		w(`<rect x="%.0f" y="%.0f" width="12" height="12" fill="%s"/><text x="%.0f" y="%.0f">%d concurrent clients</text>`+"\n", lx, top2+ph2+30, colors[n], lx+16, top2+ph2+40, n)
 	}
+	// Panel 3: scaling at 20 ms upstream latency, linear scale.
+	scalingChart(w, res.scaling, left, top2+ph2+110, pw, 190)
 	w("</svg>\n")
 	return b.String()
 }

@@ -118,10 +118,11 @@ func pluginCommand(pid int) string {
 }
 
 // register runs scripts/register-plugin.sh, which registers the binary by
-// SHA-256 and version and enables it at each mount.
-func (v *vaultServer) register(ctx context.Context, root, plugin, version string, mounts ...string) error {
+// SHA-256 and version, with env (KEY=VALUE, or "") in the plugin's
+// environment, and enables it at each mount.
+func (v *vaultServer) register(ctx context.Context, root, plugin, version, env string, mounts ...string) error {
 	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "register-plugin.sh"), append([]string{plugin}, mounts...)...)
-	cmd.Env = append(os.Environ(), "VAULT_ADDR="+v.Addr, "VAULT_TOKEN="+v.Token, "VAULT_BIN="+v.Bin, "PLUGIN_VERSION="+version)
+	cmd.Env = append(os.Environ(), "VAULT_ADDR="+v.Addr, "VAULT_TOKEN="+v.Token, "VAULT_BIN="+v.Bin, "PLUGIN_VERSION="+version, "PLUGIN_ENV="+env)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("scripts/register-plugin.sh: %v\n%s", err, out)
 	}
