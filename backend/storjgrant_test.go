@@ -3,9 +3,11 @@ package backend
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
@@ -104,29 +106,53 @@ func TestGrantMode_IssueRevoke(t *testing.T) {
 
 // TestGrantMode_NoWALWrite: the engine writes no WAL entry for an issue of
 // a rollback-free connection (StorX in grant mode), counted at the storage.
-func TestGrantMode_NoWALWrite(t *testing.T) {
+// TestGrantMode_OneStorageWritePerIssue: a grant-mode issue leaves nothing
+// to roll back, so it writes no WAL and no pending entry: its one write is
+// the live inventory entry after the create.
+func TestGrantMode_OneStorageWritePerIssue(t *testing.T) {
 	e := newGrantEnv(t)
 	e.connections()
-	counting := &walCountingStorage{Storage: e.storage}
-	_, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "creds/sx", Storage: counting, MountPoint: "apikeys/"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if counting.walPuts != 0 {
-		t.Fatalf("%d WAL writes for a grant-mode issue, want 0", counting.walPuts)
+	counting := &putCountingStorage{Storage: e.storage}
+	for i := range 2 { // the first issue may also store the cluster's tag
+		counting.puts = nil
+		_, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "creds/sx", Storage: counting, MountPoint: "apikeys/"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 && (len(counting.puts) != 1 || !strings.HasPrefix(counting.puts[0], "inventory/sx/")) {
+			t.Fatalf("storage writes of a grant-mode issue: %q, want only its inventory entry", counting.puts)
+		}
 	}
 }
 
-type walCountingStorage struct {
+type putCountingStorage struct {
 	logical.Storage
-	walPuts int
+	puts []string
 }
 
-func (s *walCountingStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
-	if len(e.Key) >= 4 && e.Key[:4] == "wal/" {
-		s.walPuts++
-	}
+func (s *putCountingStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	s.puts = append(s.puts, e.Key)
 	return s.Storage.Put(ctx, e)
+}
+
+// TestGrantMode_PerformanceStandbyForwardsBeforeCreating: a grant-mode
+// issue writes only after the create, so a performance standby must refuse
+// with exactly logical.ErrReadOnly before it, or each forwarded read would
+// register a child upstream for nothing.
+func TestGrantMode_PerformanceStandbyForwardsBeforeCreating(t *testing.T) {
+	e := newGrantEnv(t)
+	e.connections()
+	e.mustOK(logical.ReadOperation, "creds/sj", nil) // stores the cluster's tag
+	standby, view := e.otherCluster(consts.ReplicationPerformanceStandby, true)
+	view.local = e.storage
+	before := e.authCalls()
+	resp, err := handle(standby, view, logical.ReadOperation, "creds/sj", nil)
+	if err == nil || err.Error() != logical.ErrReadOnly.Error() {
+		t.Fatalf("want exactly %v, got %v %v", logical.ErrReadOnly, resp, err)
+	}
+	if got := e.authCalls() - before; got != 0 {
+		t.Fatalf("%d auth-service calls before the read-only error, want 0", got)
+	}
 }
 
 func TestGrantMode_RoleRules(t *testing.T) {
