@@ -242,6 +242,9 @@ func (b *backend) tidyUnlisted(ctx context.Context, s logical.Storage, name stri
 	var doomed []leftover
 	now := time.Now()
 	for _, e := range known {
+		if e.pending() {
+			continue // in flight, or its rollback's to do: no lease has ended
+		}
 		if e.LeaseExpiresAt.Add(buffer).Before(now) {
 			report.ExpiredPresent = append(report.ExpiredPresent, e.view())
 			doomed = append(doomed, leftover{name: e.Name, ref: e.Ref, view: e.view()})

@@ -216,3 +216,23 @@ func TestGrantMode_Tidy(t *testing.T) {
 		t.Fatalf("child after tidy: %v", err)
 	}
 }
+
+// TestGrantMode_TidyLeavesPendingEntriesToTheRollback: a pending entry
+// (left by an issue of the connection's developer mode, before it switched
+// to a grant) has no lease end yet; tidy must not take it for an expired
+// child and delete it, which would lose what its rollback needs.
+func TestGrantMode_TidyLeavesPendingEntriesToTheRollback(t *testing.T) {
+	e := newGrantEnv(t)
+	e.connections()
+	pending := &inventoryEntry{Name: "vault-sx-pending", Role: "sx", Provider: "storx", CreatedAt: time.Now().Add(-time.Hour).UTC()}
+	if err := e.b.putPending(context.Background(), e.storage, "sx", pending); err != nil {
+		t.Fatal(err)
+	}
+	report := e.mustOK(logical.UpdateOperation, "tidy/sx", map[string]any{"dry_run": false})
+	if expired, _ := report.Data["expired_present"].([]map[string]any); len(expired) != 0 {
+		t.Fatalf("tidy took the pending entry for an expired child: %v", report.Data)
+	}
+	if got, err := getInventory(context.Background(), e.storage, "sx", pending.Name); err != nil || got == nil {
+		t.Fatalf("pending entry after tidy: %v %v", got, err)
+	}
+}
