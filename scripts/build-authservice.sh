@@ -17,30 +17,8 @@
 # is the same on every machine.
 set -euo pipefail
 
-if [[ -n "${AUTHSERVICE_BIN:-}" ]]; then
-  [[ -x "$AUTHSERVICE_BIN" ]] || { echo "AUTHSERVICE_BIN=$AUTHSERVICE_BIN is not an executable file" >&2; exit 1; }
-  echo "$AUTHSERVICE_BIN"
-  exit 0
-fi
-
-version="${AUTHSERVICE_VERSION:-v1.114.0}"
-cache="${AUTHSERVICE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vault-plugin-secrets-apikeys}"
-dir="$cache/authservice-$version"
-bin="$dir/authservice"
-
-if [[ -x "$bin" ]]; then
-  echo "$bin"
-  exit 0
-fi
-
-mkdir -p "$dir"
-# One build at a time per version, even when several clones start together.
-exec 9>"$dir/.lock"
-flock 9
-if [[ -x "$bin" ]]; then
-  echo "$bin"
-  exit 0
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/cached-binary.sh"
+cached_binary authservice AUTHSERVICE v1.114.0
 
 log="$dir/build.log"
 : >"$log"

@@ -10,30 +10,8 @@
 #   STORYDEN_CACHE    cache folder (default ${XDG_CACHE_HOME:-$HOME/.cache}/vault-plugin-secrets-apikeys)
 set -euo pipefail
 
-if [[ -n "${STORYDEN_BIN:-}" ]]; then
-  [[ -x "$STORYDEN_BIN" ]] || { echo "STORYDEN_BIN=$STORYDEN_BIN is not an executable file" >&2; exit 1; }
-  echo "$STORYDEN_BIN"
-  exit 0
-fi
-
-version="${STORYDEN_VERSION:-v1.26.15}"
-cache="${STORYDEN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vault-plugin-secrets-apikeys}"
-dir="$cache/storyden-$version"
-bin="$dir/storyden"
-
-if [[ -x "$bin" ]]; then
-  echo "$bin"
-  exit 0
-fi
-
-mkdir -p "$dir"
-# One build at a time per version, even when several clones start together.
-exec 9>"$dir/.lock"
-flock 9
-if [[ -x "$bin" ]]; then
-  echo "$bin"
-  exit 0
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/cached-binary.sh"
+cached_binary storyden STORYDEN v1.26.15
 
 src="$dir/src"
 rm -rf "$src"

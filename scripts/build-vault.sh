@@ -8,30 +8,8 @@
 #   VAULT_CACHE    cache folder (default ${XDG_CACHE_HOME:-$HOME/.cache}/vault-plugin-secrets-apikeys)
 set -euo pipefail
 
-if [[ -n "${VAULT_BIN:-}" ]]; then
-  [[ -x "$VAULT_BIN" ]] || { echo "VAULT_BIN=$VAULT_BIN is not an executable file" >&2; exit 1; }
-  echo "$VAULT_BIN"
-  exit 0
-fi
-
-version="${VAULT_VERSION:-v1.21.0}"
-cache="${VAULT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vault-plugin-secrets-apikeys}"
-dir="$cache/vault-$version"
-bin="$dir/vault"
-
-if [[ -x "$bin" ]]; then
-  echo "$bin"
-  exit 0
-fi
-
-mkdir -p "$dir"
-# One build at a time per version, even when several clones start together.
-exec 9>"$dir/.lock"
-flock 9
-if [[ -x "$bin" ]]; then
-  echo "$bin"
-  exit 0
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/cached-binary.sh"
+cached_binary vault VAULT v1.21.0
 
 src="$dir/src"
 rm -rf "$src"
