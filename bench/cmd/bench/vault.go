@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,10 +19,13 @@ import (
 )
 
 const (
-	pluginName    = devvault.PluginName
-	pluginVersion = "v0.1.0"
-	modulePath    = "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys"
+	pluginName = devvault.PluginName
+	modulePath = "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys"
 )
+
+// pluginVersion is what `make bench` builds (PLUGIN_VERSION, the Makefile's
+// VERSION), so the report names the tree it measured.
+var pluginVersion = cmp.Or(os.Getenv("PLUGIN_VERSION"), "v0.2.0-dev")
 
 // vaultServer is the bench's dev server, with an API client sized for the
 // most concurrent phase.
