@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// floorName is bench/cmd/floorplugin's catalog name and binary, and
+// floorMount its mount: the smallest external plugin, answering from memory.
+const (
+	floorName  = "apikeys-bench-floor"
+	floorMount = "floor"
+)
+
+// floorSteps are the floor plugin's two reads in the breakdown: what any
+// external plugin costs before it does any work of its own.
+var floorSteps = []breakdownStep{
+	{label: "external plugin floor (`floor/plain`, bench/cmd/floorplugin): a gRPC request to a plugin that answers from memory, no callback but the framework's own", path: floorMount + "/plain"},
+	{label: "external plugin floor with a lease (`floor/lease`): the same, returning a lease Vault registers", path: floorMount + "/lease"},
+}
+
+// mountFloor builds bench/cmd/floorplugin into pluginDir, registers it by
+// SHA-256 and mounts it at floorMount.
+func mountFloor(ctx context.Context, c *api.Client, root, pluginDir string) error {
+	bin := filepath.Join(pluginDir, floorName)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./bench/cmd/floorplugin")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build the floor plugin: %v\n%s", err, out)
+	}
+	body, err := os.ReadFile(bin)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(body)
+	if err := c.Sys().RegisterPluginWithContext(ctx, &api.RegisterPluginInput{
+		Name: floorName, Type: api.PluginTypeSecrets, Command: floorName, SHA256: hex.EncodeToString(sum[:]),
+	}); err != nil {
+		return fmt.Errorf("register the floor plugin: %w", err)
+	}
+	if err := c.Sys().MountWithContext(ctx, floorMount, &api.MountInput{Type: floorName}); err != nil {
+		return fmt.Errorf("mount the floor plugin: %w", err)
+	}
+	return nil
+}
