@@ -19,6 +19,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/cachedbin"
 )
 
 // Version is the storj.io/edge release scripts/build-authservice.sh builds.
@@ -39,14 +41,7 @@ var (
 // scripts/build-authservice.sh in the clone at root (which builds it when
 // missing, about 13 minutes the first time).
 func Binary(root string) (string, error) {
-	if bin := os.Getenv("AUTHSERVICE_BIN"); bin != "" {
-		return bin, nil
-	}
-	out, err := exec.Command(filepath.Join(root, "scripts", "build-authservice.sh")).Output()
-	if err != nil {
-		return "", fmt.Errorf("scripts/build-authservice.sh: %w", err)
-	}
-	return strings.TrimSpace(string(out)), nil
+	return cachedbin.Path(root, "AUTHSERVICE_BIN", "build-authservice.sh")
 }
 
 // Options configures Start.

@@ -12,10 +12,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/cachedbin"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/devvault"
 )
 
@@ -34,16 +34,7 @@ var client = &http.Client{Timeout: 30 * time.Second}
 // Binary is $STORYDEN_BIN, else the cached build of scripts/build-storyden.sh
 // in the clone at root (which builds it when missing: once, for a long while).
 func Binary(root string) (string, error) {
-	if bin := os.Getenv("STORYDEN_BIN"); bin != "" {
-		return bin, nil
-	}
-	cmd := exec.Command(filepath.Join(root, "scripts", "build-storyden.sh"))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("scripts/build-storyden.sh: %w", err)
-	}
-	return strings.TrimSpace(string(out)), nil
+	return cachedbin.Path(root, "STORYDEN_BIN", "build-storyden.sh")
 }
 
 // Server is one Storyden backend on loopback.

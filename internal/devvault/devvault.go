@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/cachedbin"
 )
 
 // PluginName is the plugin's binary and catalog name.
@@ -38,14 +40,7 @@ func FreePort() (int, error) {
 // Binary is $VAULT_BIN, else the cached build of scripts/build-vault.sh in
 // the clone at root (which builds it when missing).
 func Binary(root string) (string, error) {
-	if bin := os.Getenv("VAULT_BIN"); bin != "" {
-		return bin, nil
-	}
-	out, err := exec.Command(filepath.Join(root, "scripts", "build-vault.sh")).Output()
-	if err != nil {
-		return "", fmt.Errorf("scripts/build-vault.sh: %w", err)
-	}
-	return strings.TrimSpace(string(out)), nil
+	return cachedbin.Path(root, "VAULT_BIN", "build-vault.sh")
 }
 
 // BuildPlugin builds the plugin of the clone at root as `make build` does
