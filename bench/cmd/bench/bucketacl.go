@@ -86,7 +86,7 @@ func measureBucketACL(ctx context.Context, c *api.Client, t *target, warm, round
 		t.resetCalls()
 		r := aclResult{clients: clients}
 		for range rounds {
-			ops, errs, first, elapsed := burst(ctx, c, t.path, clients, slice, 1<<20)
+			ops, errs, elapsed, first := burst(ctx, c, t.path, clients, slice, 1<<20)
 			r.creds, r.errs, r.elapsed = r.creds+ops, r.errs+errs, r.elapsed+elapsed
 			if r.firstErr == nil {
 				r.firstErr = first

@@ -107,7 +107,7 @@ func runCompare(ctx context.Context, o options, v *vaultServer, root, tmp string
 				i := (k + round) % 2
 				own := [2]int{pluginA, pluginB}[i]
 				before, beforeOwn, beforeVault := totalCPU(v.PID(), pluginA, pluginB), cpuTime(own), cpuTime(v.PID())
-				ops, _, first, elapsed := burst(ctx, c, paths[i], 8, o.slice, 20000)
+				ops, _, elapsed, first := burst(ctx, c, paths[i], 8, o.slice, 20000)
 				if first != nil {
 					return fmt.Errorf("%s: %w", paths[i], first)
 				}

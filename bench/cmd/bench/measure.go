@@ -135,7 +135,7 @@ func measureThroughput(ctx context.Context, c *api.Client, p procs, t *target, c
 		}
 		for _, path := range order {
 			before := p.sample()
-			ops, errs, first, elapsed := burst(ctx, c, path, clients, slice, maxOps)
+			ops, errs, elapsed, first := burst(ctx, c, path, clients, slice, maxOps)
 			used := p.sample().sub(before)
 			if first != nil && res.firstErr == nil {
 				res.firstErr = first
@@ -156,7 +156,7 @@ func measureThroughput(ctx context.Context, c *api.Client, p procs, t *target, c
 
 // burst reads path with n workers until the slice ends or maxOps reads
 // started, and returns the successful reads and the time they took.
-func burst(ctx context.Context, c *api.Client, path string, n int, slice time.Duration, maxOps int) (ops, errs int, first error, elapsed time.Duration) {
+func burst(ctx context.Context, c *api.Client, path string, n int, slice time.Duration, maxOps int) (ops, errs int, elapsed time.Duration, first error) {
 	var started, okOps, errOps atomic.Int64
 	var firstErr error
 	var mu sync.Mutex
@@ -182,7 +182,7 @@ func burst(ctx context.Context, c *api.Client, path string, n int, slice time.Du
 		}()
 	}
 	wg.Wait()
-	return int(okOps.Load()), int(errOps.Load()), firstErr, time.Since(start)
+	return int(okOps.Load()), int(errOps.Load()), time.Since(start), firstErr
 }
 
 // issueMany reads path n times with workers concurrent readers.

@@ -61,7 +61,7 @@ func measureScaling(ctx context.Context, c *api.Client, p procs, targets []*targ
 			r := scaleResult{provider: t.name, clients: clients}
 			for range rounds {
 				before := p.sample()
-				ops, errs, first, elapsed := burst(ctx, c, t.path, clients, slice, 1<<20)
+				ops, errs, elapsed, first := burst(ctx, c, t.path, clients, slice, 1<<20)
 				r.cpu = r.cpu.add(p.sample().sub(before))
 				r.creds, r.errs, r.elapsed = r.creds+ops, r.errs+errs, r.elapsed+elapsed
 				if r.firstErr == nil {
