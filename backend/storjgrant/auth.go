@@ -12,38 +12,47 @@ import (
 // pathAccess is the auth service's registration route.
 const pathAccess = "/v1/access"
 
-// s3Credentials is the auth service's answer.
-type s3Credentials struct {
+// S3Credentials is the auth service's answer to a registered grant.
+type S3Credentials struct {
 	AccessKeyID string `json:"access_key_id"`
 	SecretKey   string `json:"secret_key"`
 	Endpoint    string `json:"endpoint"`
 }
 
-// register trades a child grant for S3 credentials. The auth service keeps
-// a record per call and has no delete, but a repeat is harmless: every
-// record holds the same child and dies with it, so failures in flight are
-// retried.
-func (c *Connection) register(ctx context.Context, op, child string) (*s3Credentials, error) {
-	req, err := provider.JSONRequest(op, http.MethodPost, pathAccess, map[string]any{"access_grant": child, "public": false})
+// PostAccess trades grant for S3 credentials at the auth service behind
+// auth (POST /v1/access). The service keeps a record per call and has no
+// delete, but a repeat is harmless: every record holds the same grant and
+// dies with it, so failures in flight are retried. An answer other than 200
+// goes to refused, which makes the caller's error of it (and masks its
+// secrets, the grant among them).
+func PostAccess(ctx context.Context, auth *provider.Client, providerName, op, grant string, refused func(*provider.Response) error) (*S3Credentials, error) {
+	req, err := provider.JSONRequest(op, http.MethodPost, pathAccess, map[string]any{"access_grant": grant, "public": false})
 	if err != nil {
 		return nil, err
 	}
 	req.Idempotent = true
-	resp, err := c.auth.Do(ctx, req)
+	resp, err := auth.Do(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	if resp.Status != http.StatusOK {
-		return nil, c.authError(op, resp, child)
+		return nil, refused(resp)
 	}
-	var creds s3Credentials
-	if err := provider.DecodeJSON(c.cfg.Provider, op, resp, &creds); err != nil {
+	var creds S3Credentials
+	if err := provider.DecodeJSON(providerName, op, resp, &creds); err != nil {
 		return nil, err
 	}
 	if creds.AccessKeyID == "" || creds.SecretKey == "" || creds.Endpoint == "" {
-		return nil, &provider.UpstreamError{Provider: c.cfg.Provider, Op: op, Status: resp.Status, Message: "the response lacks access_key_id, secret_key or endpoint"}
+		return nil, &provider.UpstreamError{Provider: providerName, Op: op, Status: resp.Status, Message: "the response lacks access_key_id, secret_key or endpoint"}
 	}
 	return &creds, nil
+}
+
+// register trades a child grant for S3 credentials.
+func (c *Connection) register(ctx context.Context, op, child string) (*S3Credentials, error) {
+	return PostAccess(ctx, &c.auth, c.cfg.Provider, op, child, func(resp *provider.Response) error {
+		return c.authError(op, resp, child)
+	})
 }
 
 // authError reads the auth service's plain-text refusal and says what to do.

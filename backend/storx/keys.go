@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/provider"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend/storjgrant"
 )
 
 // Ref keys stored in the lease's internal data; none is a secret.
@@ -54,13 +55,6 @@ type createdKey struct {
 	KeyInfo struct {
 		ID string `json:"id"`
 	} `json:"keyInfo"`
-}
-
-// s3Credentials is the auth service's answer.
-type s3Credentials struct {
-	AccessKeyID string `json:"access_key_id"`
-	SecretKey   string `json:"secret_key"`
-	Endpoint    string `json:"endpoint"`
 }
 
 // Verify implements provider.Connection: a developer login, whose session
@@ -229,35 +223,16 @@ func isBase58(s string) bool {
 	return s != "" && strings.Trim(s, base58Alphabet) == ""
 }
 
-// s3Credentials trades the grant for S3 credentials. The auth service
-// stores a record per call and has no delete, but a repeat is harmless:
-// every record dies with the API key, so transport failures are retried.
-func (c *connection) s3Credentials(ctx context.Context, grant string, expiresAt time.Time) (*s3Credentials, error) {
-	req, err := provider.JSONRequest("get S3 credentials from the auth service", http.MethodPost, "/v1/access",
-		map[string]any{"access_grant": grant, "public": false})
-	if err != nil {
-		return nil, err
-	}
-	req.Idempotent = true
-	resp, err := c.auth.Do(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.Status != http.StatusOK {
-		ue := c.upstreamError(req.Op, resp, grant)
+// s3Credentials trades the grant for S3 credentials at the auth service.
+func (c *connection) s3Credentials(ctx context.Context, grant string, expiresAt time.Time) (*storjgrant.S3Credentials, error) {
+	const op = "get S3 credentials from the auth service"
+	return storjgrant.PostAccess(ctx, &c.auth, Name, op, grant, func(resp *provider.Response) error {
+		ue := c.upstreamError(op, resp, grant)
 		if resp.Status == http.StatusBadRequest && strings.Contains(ue.Message, "shorter than a minute") {
-			return nil, fmt.Errorf("%w: the grant expires at %s, and the auth service wants at least a minute left (is the StorX clock ahead of Vault's?); raise the role's max_ttl: %w", provider.ErrInvalidInput, provider.Timestamp(expiresAt), ue)
+			return fmt.Errorf("%w: the grant expires at %s, and the auth service wants at least a minute left (is the StorX clock ahead of Vault's?); raise the role's max_ttl: %w", provider.ErrInvalidInput, provider.Timestamp(expiresAt), ue)
 		}
-		return nil, ue
-	}
-	var creds s3Credentials
-	if err := provider.DecodeJSON(Name, req.Op, resp, &creds); err != nil {
-		return nil, err
-	}
-	if creds.AccessKeyID == "" || creds.SecretKey == "" || creds.Endpoint == "" {
-		return nil, &provider.UpstreamError{Provider: Name, Op: req.Op, Status: resp.Status, Message: "the response lacks access_key_id, secret_key or endpoint"}
-	}
-	return &creds, nil
+		return ue
+	})
 }
 
 // Revoke implements provider.Connection: it deletes the API key by name,
