@@ -27,6 +27,7 @@ import (
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/devvault"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/serverproc"
 )
 
 // pluginVersion is built into the binary and registered in Vault's catalog.
@@ -177,7 +178,7 @@ func startOwnVault(t *testing.T, extraConfig string) *vaultServer {
 			t.Errorf("the log of %s's vault server contains secrets: %s", t.Name(), strings.Join(leaked, ", "))
 		}
 		if t.Failed() {
-			t.Logf("--- last lines of %s's vault server log ---\n%s", t.Name(), devvault.LogTail(v.LogPath, 80))
+			t.Logf("--- last lines of %s's vault server log ---\n%s", t.Name(), serverproc.LogTail(v.LogPath, 80))
 		}
 	})
 	return v
@@ -211,7 +212,7 @@ func (v *vaultServer) script(path string, args ...string) (string, error) {
 }
 
 func (v *vaultServer) dumpLog() {
-	fmt.Fprintf(os.Stderr, "--- last lines of the vault server log ---\n%s\n", devvault.LogTail(v.LogPath, 80))
+	fmt.Fprintf(os.Stderr, "--- last lines of the vault server log ---\n%s\n", serverproc.LogTail(v.LogPath, 80))
 }
 
 // cliResult is one run of the vault CLI.

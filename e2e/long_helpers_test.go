@@ -23,6 +23,7 @@ import (
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 	storydenemu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storyden"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/devvault"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/serverproc"
 )
 
 // runVault runs the vault CLI against addr, with stdin when given, bounded
@@ -129,7 +130,7 @@ func dumpLogsOnFailure(t *testing.T, logs ...string) {
 		}
 		for _, path := range logs {
 			t.Logf("--- %s: plugin, rollback and expiration lines ---\n%s", path, pluginLines(path, 60))
-			t.Logf("--- %s: last lines ---\n%s", path, devvault.LogTail(path, 80))
+			t.Logf("--- %s: last lines ---\n%s", path, serverproc.LogTail(path, 80))
 		}
 	})
 }
@@ -240,7 +241,7 @@ func (v *fileVault) start() {
 		}
 		select {
 		case <-exited:
-			v.t.Fatalf("vault exited during start:\n%s", devvault.LogTail(v.logPath, 40))
+			v.t.Fatalf("vault exited during start:\n%s", serverproc.LogTail(v.logPath, 40))
 		default:
 		}
 		if time.Now().After(deadline) {

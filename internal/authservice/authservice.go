@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/cachedbin"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/serverproc"
 )
 
 // Version is the storj.io/edge release scripts/build-authservice.sh builds.
@@ -64,11 +65,9 @@ type Options struct {
 
 // Server is one running authservice.
 type Server struct {
-	url     string
-	token   string
-	logPath string
-	cmd     *exec.Cmd
-	exited  chan struct{}
+	url   string
+	token string
+	proc  *serverproc.Process
 }
 
 // Start runs authservice with an in-memory badger store on loopback ports
@@ -78,7 +77,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Bin == "" || opts.Dir == "" || len(opts.AllowedSatellites) == 0 || opts.Endpoint == "" {
 		return nil, fmt.Errorf("%w: Bin, Dir, AllowedSatellites and Endpoint are required", ErrOptions)
 	}
-	s := &Server{token: opts.AuthToken, logPath: filepath.Join(opts.Dir, "authservice.log")}
+	s := &Server{token: opts.AuthToken}
 	if s.token == "" {
 		s.token = randomToken()
 	}
@@ -88,21 +87,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err := os.WriteFile(filepath.Join(opts.Dir, "config.yaml"), []byte(config), 0o600); err != nil {
 		return nil, err
 	}
-	logFile, err := os.Create(s.logPath)
+	proc, err := serverproc.Start(exec.Command(opts.Bin, args(opts)...), filepath.Join(opts.Dir, "authservice.log"))
 	if err != nil {
 		return nil, err
 	}
-	defer logFile.Close()
-	s.cmd = exec.Command(opts.Bin, args(opts)...)
-	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
-	if err := s.cmd.Start(); err != nil {
-		return nil, err
-	}
-	s.exited = make(chan struct{})
-	go func() {
-		_ = s.cmd.Wait()
-		close(s.exited)
-	}()
+	s.proc = proc
 	limit := opts.ReadyTimeout
 	if limit <= 0 {
 		limit = DefaultReadyTimeout
@@ -156,7 +145,7 @@ func (s *Server) waitReady(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-s.exited:
+		case <-s.proc.Exited():
 			return fmt.Errorf("%w: it exited during start; its log:\n%s", ErrNotReady, s.LogTail(40))
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %v; its log:\n%s", ErrNotReady, ctx.Err(), s.LogTail(40))
@@ -166,7 +155,7 @@ func (s *Server) waitReady(ctx context.Context) error {
 }
 
 func (s *Server) findAddr() string {
-	f, err := os.Open(s.logPath)
+	f, err := os.Open(s.proc.LogPath)
 	if err != nil {
 		return ""
 	}
@@ -202,37 +191,16 @@ func (s *Server) URL() string { return s.url }
 func (s *Server) AuthToken() string { return s.token }
 
 // LogPath is the file holding the service's output.
-func (s *Server) LogPath() string { return s.logPath }
+func (s *Server) LogPath() string { return s.proc.LogPath }
 
 // LogTail is the last n lines of the service's output.
-func (s *Server) LogTail(n int) string {
-	data, err := os.ReadFile(s.logPath)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", s.logPath, err)
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func (s *Server) LogTail(n int) string { return s.proc.LogTail(n) }
 
 // Close kills the service and waits for it to exit. Its store is in
 // memory, so nothing is lost that a graceful stop would keep; a kill also
 // skips the dev shutdown delay. Close is safe to call twice.
 func (s *Server) Close() error {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return nil
-	}
-	select {
-	case <-s.exited:
-		return nil
-	default:
-	}
-	if err := s.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return err
-	}
-	<-s.exited
+	s.proc.Kill()
 	return nil
 }
 

@@ -12,11 +12,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/cachedbin"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/devvault"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/serverproc"
 )
 
 // WebAddress is the server's PUBLIC_WEB_ADDRESS, where it redirects after a
@@ -41,10 +41,8 @@ func Binary(root string) (string, error) {
 type Server struct {
 	// URL is its API address, http://127.0.0.1:PORT (the API lives under /api).
 	URL string
-	// LogPath is the file holding its output.
-	LogPath string
-	cmd     *exec.Cmd
-	exited  chan struct{}
+	// Process is the server's process; its LogPath holds its output.
+	*serverproc.Process
 }
 
 // Start runs bin with its database, assets and indexes in dir (created if
@@ -63,25 +61,13 @@ func Start(bin, dir string, extraEnv ...string) (*Server, error) {
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	s := &Server{URL: "http://" + addr, LogPath: filepath.Join(dir, "storyden.log")}
-	logFile, err := os.Create(s.LogPath)
-	if err != nil {
+	s := &Server{URL: "http://" + addr}
+	cmd := exec.Command(bin)
+	cmd.Dir = dir
+	cmd.Env = append(environment(dir, addr), extraEnv...)
+	if s.Process, err = serverproc.Start(cmd, filepath.Join(dir, "storyden.log")); err != nil {
 		return nil, err
 	}
-	defer logFile.Close()
-	s.cmd = exec.Command(bin)
-	s.cmd.Dir = dir
-	s.cmd.Env = append(environment(dir, addr), extraEnv...)
-	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := s.cmd.Start(); err != nil {
-		return nil, err
-	}
-	s.exited = make(chan struct{})
-	go func() {
-		_ = s.cmd.Wait()
-		close(s.exited)
-	}()
 	if err := s.waitReady(); err != nil {
 		s.Stop()
 		return nil, err
@@ -121,12 +107,12 @@ func (s *Server) waitReady() error {
 			}
 		}
 		select {
-		case <-s.exited:
-			return fmt.Errorf("storyden exited during start; its log:\n%s", devvault.LogTail(s.LogPath, 40))
+		case <-s.Exited():
+			return fmt.Errorf("storyden exited during start; its log:\n%s", s.LogTail(40))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("storyden did not answer within %s; its log:\n%s", startLimit, devvault.LogTail(s.LogPath, 40))
+	return fmt.Errorf("storyden did not answer within %s; its log:\n%s", startLimit, s.LogTail(40))
 }
 
 // SignUp registers an account with a password. On a fresh server the first
@@ -147,25 +133,4 @@ func (s *Server) SignUp(handle, password string) error {
 		return fmt.Errorf("storyden sign-up of %s: HTTP %d %s", handle, resp.StatusCode, problem.String())
 	}
 	return nil
-}
-
-// Log is everything the server has logged so far.
-func (s *Server) Log() string {
-	data, _ := os.ReadFile(s.LogPath)
-	return string(data)
-}
-
-// Stop ends the server with SIGTERM and, after a grace period or once it
-// has exited, kills its process group.
-func (s *Server) Stop() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(15 * time.Second):
-	}
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-	<-s.exited
 }

@@ -10,13 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/vault/api"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/cachedbin"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/serverproc"
 )
 
 // PluginName is the plugin's binary and catalog name.
@@ -72,10 +71,9 @@ type Server struct {
 	Addr string
 	// Token is the root token.
 	Token string
-	// LogPath is the file holding its output, plugin logs included.
-	LogPath string
-	cmd     *exec.Cmd
-	exited  chan struct{}
+	// Process is the server's process; its LogPath holds its output,
+	// plugin logs included.
+	*serverproc.Process
 }
 
 // Start runs a dev server whose plugin directory is dir/plugins, logging at
@@ -93,24 +91,12 @@ func Start(bin, dir, logLevel, extraConfig string) (*Server, error) {
 	if err := os.WriteFile(config, []byte(hcl), 0o600); err != nil {
 		return nil, err
 	}
-	s := &Server{Bin: bin, Addr: fmt.Sprintf("http://127.0.0.1:%d", port), Token: rootToken, LogPath: filepath.Join(dir, "vault.log")}
-	logFile, err := os.Create(s.LogPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close()
-	s.cmd = exec.Command(bin, "server", "-dev", "-dev-root-token-id="+s.Token, "-dev-no-store-token",
+	s := &Server{Bin: bin, Addr: fmt.Sprintf("http://127.0.0.1:%d", port), Token: rootToken}
+	cmd := exec.Command(bin, "server", "-dev", "-dev-root-token-id="+s.Token, "-dev-no-store-token",
 		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port), "-config="+config, "-log-level="+logLevel)
-	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := s.cmd.Start(); err != nil {
+	if s.Process, err = serverproc.Start(cmd, filepath.Join(dir, "vault.log")); err != nil {
 		return nil, err
 	}
-	s.exited = make(chan struct{})
-	go func() {
-		_ = s.cmd.Wait()
-		close(s.exited)
-	}()
 	if err := s.waitReady(30 * time.Second); err != nil {
 		s.Stop()
 		return nil, err
@@ -131,49 +117,10 @@ func (s *Server) waitReady(limit time.Duration) error {
 			return nil
 		}
 		select {
-		case <-s.exited:
-			return fmt.Errorf("vault exited during start; its log:\n%s", LogTail(s.LogPath, 40))
+		case <-s.Exited():
+			return fmt.Errorf("vault exited during start; its log:\n%s", s.LogTail(40))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("vault did not become ready within %s; its log:\n%s", limit, LogTail(s.LogPath, 40))
-}
-
-// PID is the server's process id.
-func (s *Server) PID() int { return s.cmd.Process.Pid }
-
-// Log is everything the server has logged so far.
-func (s *Server) Log() string {
-	data, _ := os.ReadFile(s.LogPath)
-	return string(data)
-}
-
-// Stop ends the server the way an operator would (SIGTERM), so that it
-// stops its plugin processes; after a grace period, and in any case once it
-// has exited, it kills the whole process group, so no plugin process
-// outlives it.
-func (s *Server) Stop() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(15 * time.Second):
-	}
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-	<-s.exited
-}
-
-// LogTail is the last n lines of the file at path.
-func LogTail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", path, err)
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return fmt.Errorf("vault did not become ready within %s; its log:\n%s", limit, s.LogTail(40))
 }
