@@ -70,6 +70,8 @@ creds/ROLE. rotate-root/NAME replaces a connection's root credential upstream.
 // backend is the engine.
 type backend struct {
 	*framework.Backend
+	// issueRouter serves creds/; see issuerouter.go.
+	issueRouter *framework.Backend
 
 	providers *registry
 	conns     *connectionCache
@@ -162,6 +164,7 @@ func newBackend(providers *registry) *backend {
 		Clean:             b.clean,
 		RunningVersion:    Version,
 	}
+	b.issueRouter = b.newIssueRouter()
 	return b
 }
 
@@ -173,6 +176,9 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 		return logical.ErrorResponse(problem), nil
 	}
 	req.Storage = b.tracked(req.Storage)
+	if routesToIssue(req) {
+		return b.issueRouter.HandleRequest(ctx, req)
+	}
 	resp, err := b.Backend.HandleRequest(ctx, req)
 	if req.Operation == logical.RollbackOperation {
 		// Beside the framework's WAL rollback: issues interrupted mid-create.

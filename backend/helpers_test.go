@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/automatedrotationutil"
+	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/sdk/rotation"
 	"google.golang.org/grpc/codes"
@@ -120,6 +121,14 @@ type testSystemView struct {
 	mu            sync.Mutex
 	registered    map[string]*rotation.RotationJobConfigureRequest
 	unimplemented map[string]int
+	// replicationAsks counts ReplicationState calls: round trips to Vault
+	// when the engine runs as a plugin.
+	replicationAsks atomic.Int64
+}
+
+func (s *testSystemView) ReplicationState() consts.ReplicationState {
+	s.replicationAsks.Add(1)
+	return s.StaticSystemView.ReplicationState()
 }
 
 // answerUnimplemented reports whether the call is one OpenBao does not know.

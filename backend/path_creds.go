@@ -17,6 +17,9 @@ import (
 
 const fieldRole = "role"
 
+// credsPathPrefix starts every path of creds/.
+const credsPathPrefix = "creds/"
+
 // cleanupTimeout bounds the immediate rollback after a failed issue; it runs
 // on its own context because the request's may already be cancelled.
 const cleanupTimeout = 30 * time.Second
@@ -31,7 +34,7 @@ const (
 
 func (b *backend) pathCreds() []*framework.Path {
 	return []*framework.Path{{
-		Pattern:      "creds/" + framework.MatchAllRegex(fieldRole),
+		Pattern:      credsPathPrefix + framework.MatchAllRegex(fieldRole),
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "generate"},
 		Fields: map[string]*framework.FieldSchema{
 			fieldRole: {Type: framework.TypeString, Required: true, Description: "Name of the role."},

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/helper/automatedrotationutil"
+	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/sdk/rotation"
 
@@ -77,6 +78,11 @@ func (s *countingSystem) DefaultLeaseTTL() time.Duration {
 func (s *countingSystem) MaxLeaseTTL() time.Duration {
 	s.calls.Add(1)
 	return s.SystemView.MaxLeaseTTL()
+}
+
+func (s *countingSystem) ReplicationState() consts.ReplicationState {
+	s.calls.Add(1)
+	return s.SystemView.ReplicationState()
 }
 
 // DeregisterRotationJob answers as Vault Community does: there is no
