@@ -99,6 +99,8 @@ type backend struct {
 	periodicBudget, itemBudget time.Duration
 	// recoveries backs off pending-root recoveries that failed.
 	recoveries *backoffs
+	// mountTTLs keeps the mount's lease TTLs Vault last answered; see leasettls.go.
+	mountTTLs lastMountTTLs
 	// cluster caches this cluster's tag; see cluster.go.
 	cluster clusterTagCache
 	// live counts the live credentials of each connection for the caps of

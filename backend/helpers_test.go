@@ -121,9 +121,59 @@ type testSystemView struct {
 	mu            sync.Mutex
 	registered    map[string]*rotation.RotationJobConfigureRequest
 	unimplemented map[string]int
+	// ttlAsks counts MaxLeaseTTL and DefaultLeaseTTL calls (under mu).
+	ttlAsks int
+	// holdMax, when set (under mu), runs before MaxLeaseTTL answers.
+	holdMax func()
 	// replicationAsks counts ReplicationState calls: round trips to Vault
 	// when the engine runs as a plugin.
 	replicationAsks atomic.Int64
+}
+
+// MaxLeaseTTL answers as Vault does for the mount; tests tune it with setMountMax.
+func (s *testSystemView) MaxLeaseTTL() time.Duration {
+	s.mu.Lock()
+	hold := s.holdMax
+	s.mu.Unlock()
+	if hold != nil {
+		hold()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ttlAsks++
+	return s.MaxLeaseTTLVal
+}
+
+// DefaultLeaseTTL answers as Vault does for the mount.
+func (s *testSystemView) DefaultLeaseTTL() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ttlAsks++
+	return s.DefaultLeaseTTLVal
+}
+
+// setMountMax tunes the mount's max_lease_ttl; issues under way may see
+// either value, as under Vault.
+func (s *testSystemView) setMountMax(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.MaxLeaseTTLVal = d
+}
+
+// holdMaxWith makes MaxLeaseTTL run hold before it answers.
+func (s *testSystemView) holdMaxWith(hold func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holdMax = hold
+}
+
+// takeTTLAsks returns the TTL questions asked since the last call.
+func (s *testSystemView) takeTTLAsks() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.ttlAsks
+	s.ttlAsks = 0
+	return n
 }
 
 func (s *testSystemView) ReplicationState() consts.ReplicationState {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -60,31 +59,38 @@ type issuePlan struct {
 	role     *roleEntry
 	connName string
 	// conn is the connection entry the plan was checked against.
-	conn     *connectionEntry
-	ttl      time.Duration
-	maxTTL   time.Duration
-	warnings []string
+	conn *connectionEntry
+	*ttlPlan
 }
 
 func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	ctx, cancel := withRequestBudget(ctx)
 	defer cancel()
-	plan, msg, err := b.planIssue(ctx, req.Storage, d.Get(fieldRole).(string))
-	if err != nil {
-		return nil, err
+	var known *mountTTLs
+	for {
+		plan, msg, err := b.planIssue(ctx, req.Storage, d.Get(fieldRole).(string), known)
+		if err != nil {
+			return nil, err
+		}
+		if msg != "" {
+			return logical.ErrorResponse(msg), nil
+		}
+		conn, err := b.openLive(plan.connName, plan.conn)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := b.issue(ctx, req.Storage, plan, conn)
+		var changed *ttlsChangedError
+		if errors.As(err, &changed) && known == nil {
+			// Once more, under the answer Vault just gave.
+			known = &changed.fresh
+			continue
+		}
+		if outcome := countedOutcome(resp, err); outcome != "" {
+			b.metrics.count(opIssue, plan.connName, plan.conn.Provider, plan.roleName, outcome)
+		}
+		return resp, err
 	}
-	if msg != "" {
-		return logical.ErrorResponse(msg), nil
-	}
-	conn, err := b.openLive(plan.connName, plan.conn)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := b.issue(ctx, req.Storage, plan, conn)
-	if outcome := countedOutcome(resp, err); outcome != "" {
-		b.metrics.count(opIssue, plan.connName, plan.conn.Provider, plan.roleName, outcome)
-	}
-	return resp, err
 }
 
 // countedOutcome is the outcome an issue or renewal counts as, or "" when it
@@ -103,9 +109,10 @@ func countedOutcome(resp *logical.Response, err error) string {
 	return outcomeSuccess
 }
 
-// planIssue loads the role and its connection and fixes the lease's TTLs. A
-// problem the caller must fix comes back as a message.
-func (b *backend) planIssue(ctx context.Context, s logical.Storage, roleName string) (*issuePlan, string, error) {
+// planIssue loads the role and its connection and fixes the lease's TTLs
+// (known: see planTTLs). A problem the caller must fix comes back as a
+// message.
+func (b *backend) planIssue(ctx context.Context, s logical.Storage, roleName string, known *mountTTLs) (*issuePlan, string, error) {
 	if err := validateName("role", roleName); err != nil {
 		return nil, err.Error(), nil
 	}
@@ -128,17 +135,11 @@ func (b *backend) planIssue(ctx context.Context, s logical.Storage, roleName str
 	case !conn.allowsRole(roleName):
 		return nil, fmt.Sprintf("connection %q no longer allows role %q: add the role to its allowed_roles", role.Connection, roleName), nil
 	}
-	// Each system-view call is a round trip to Vault: ask once per request.
-	sys := newLeaseLimits(b.System(), role.TTL == 0)
-	roleMax := b.roleMaxTTL(role.Provider, role.MaxTTL)
-	ttl, warnings, err := framework.CalculateTTL(sys, 0, role.TTL, 0, roleMax, 0, time.Time{})
+	ttls, err := b.planTTLs(role, known)
 	if err != nil {
 		return nil, "", err
 	}
-	return &issuePlan{
-		roleName: roleName, role: role, connName: role.Connection, conn: conn,
-		ttl: ttl, maxTTL: effectiveMaxTTL(sys, roleMax), warnings: warnings,
-	}, "", nil
+	return &issuePlan{roleName: roleName, role: role, connName: role.Connection, conn: conn, ttlPlan: ttls}, "", nil
 }
 
 // irrevocableMaxTTL bounds the leases of a role without max_ttl whose
@@ -156,47 +157,19 @@ func (b *backend) roleMaxTTL(providerName string, maxTTL time.Duration) time.Dur
 	return maxTTL
 }
 
+// setsNoExpiry reports whether the provider's credentials carry no expiry
+// from the lease.
+func (b *backend) setsNoExpiry(providerName string) bool {
+	p, _ := b.providers.get(providerName)
+	free, ok := p.(provider.ExpiryFree)
+	return ok && free.SetsNoExpiry()
+}
+
 // cannotRevoke reports whether the provider's credentials cannot be revoked upstream.
 func (b *backend) cannotRevoke(providerName string) bool {
 	p, _ := b.providers.get(providerName)
 	irrevocable, ok := p.(provider.Irrevocable)
 	return ok && irrevocable.CannotRevoke()
-}
-
-// leaseLimits is a system view that asks Vault for the mount's lease TTLs
-// at most once per request. They are asked anew by
-// every request: a tune of the mount's TTLs reaches the plugin only as the
-// answer to them, and the maximum also bounds the upstream expiry, which
-// Vault's own capping of the lease cannot.
-type leaseLimits struct {
-	logical.SystemView
-	maxTTL, defaultTTL func() time.Duration
-}
-
-// newLeaseLimits asks for the default TTL only when needed (a role without
-// ttl), then at once with the maximum: two round trips to Vault in parallel
-// instead of one after the other.
-func newLeaseLimits(sys logical.SystemView, needDefault bool) *leaseLimits {
-	l := &leaseLimits{SystemView: sys, maxTTL: sync.OnceValue(sys.MaxLeaseTTL), defaultTTL: sync.OnceValue(sys.DefaultLeaseTTL)}
-	if needDefault {
-		go l.defaultTTL()
-	}
-	return l
-}
-
-// MaxLeaseTTL implements logical.SystemView.
-func (l *leaseLimits) MaxLeaseTTL() time.Duration { return l.maxTTL() }
-
-// DefaultLeaseTTL implements logical.SystemView.
-func (l *leaseLimits) DefaultLeaseTTL() time.Duration { return l.defaultTTL() }
-
-// effectiveMaxTTL is the role's max_ttl capped by the mount's (or system's) maximum.
-func effectiveMaxTTL(sys logical.SystemView, roleMax time.Duration) time.Duration {
-	max := sys.MaxLeaseTTL()
-	if roleMax > 0 && roleMax < max {
-		return roleMax
-	}
-	return max
 }
 
 // issue creates the credential upstream under a WAL entry, so that a crash or
@@ -241,10 +214,11 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 			return nil, err
 		}
 	}
-	cred, err := conn.Issue(ctx, provider.IssueRequest{
-		RoleName: plan.roleName, Role: plan.role.Values, Name: objectName,
-		TTL: plan.ttl, ExpiresAt: now.Add(plan.maxTTL),
-	})
+	issueReq := provider.IssueRequest{RoleName: plan.roleName, Role: plan.role.Values, Name: objectName, TTL: plan.ttl}
+	if plan.maxTTL > 0 {
+		issueReq.ExpiresAt = now.Add(plan.maxTTL)
+	}
+	cred, err := conn.Issue(ctx, issueReq)
 	if err != nil {
 		b.rollbackNow(s, plan.connName, pending, conn, inFlight, answeredDefinitely(err))
 		return errorResponseFor(err)
@@ -253,6 +227,10 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 		b.rollbackNow(s, plan.connName, pending, conn, inFlight, true)
 		return errorResponseFor(err)
 	}
+	if err := plan.confirm(ctx); err != nil {
+		b.discard(s, plan.connName, pending, conn, inFlight, cred.Ref)
+		return nil, err
+	}
 	// conn was opened for this provider, so the registry has it.
 	prov, _ := b.providers.get(entry.Provider)
 	lease := newLeaseInternal(plan, prov, objectName, cred)
@@ -260,7 +238,10 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 	resp.Secret.TTL, resp.Secret.MaxTTL = plan.ttl, plan.maxTTL
 	if !cred.ExpiresAt.IsZero() {
 		untilExpiry := time.Until(cred.ExpiresAt).Truncate(time.Second)
-		resp.Secret.TTL, resp.Secret.MaxTTL = min(resp.Secret.TTL, untilExpiry), min(resp.Secret.MaxTTL, untilExpiry)
+		resp.Secret.TTL = min(resp.Secret.TTL, untilExpiry)
+		if resp.Secret.MaxTTL == 0 || resp.Secret.MaxTTL > untilExpiry {
+			resp.Secret.MaxTTL = untilExpiry
+		}
 	}
 	for _, w := range append(plan.warnings, cred.Warnings...) {
 		resp.AddWarning(w)
@@ -268,7 +249,7 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 	if err := b.recordIssued(ctx, s, plan, pending, inFlight, cred, now.Add(resp.Secret.TTL)); err != nil {
 		// A pending entry left behind would later delete this live
 		// credential, so the credential goes now and the caller retries.
-		b.revokeNow(conn, plan.connName, cred.Ref)
+		b.discard(s, plan.connName, pending, conn, inFlight, cred.Ref)
 		return nil, err
 	}
 	if reserved != nil && cred.ObjectID != "" {
@@ -399,10 +380,24 @@ func answeredDefinitely(err error) bool {
 	return errors.As(err, &ue) && ue.Status != 0
 }
 
-func (b *backend) revokeNow(conn provider.Connection, connName string, ref provider.Ref) {
+// discard revokes a credential that will not be returned. Its pending
+// entry goes once the credential is gone; otherwise the rollback operation
+// deletes the credential by name later.
+func (b *backend) discard(s logical.Storage, connName string, pending bool, conn provider.Connection, e *inventoryEntry, ref provider.Ref) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	if err := conn.Revoke(ctx, ref); err != nil {
-		b.Logger().Error("could not delete a credential whose lease was never created; delete it upstream by hand", "connection", connName, "ref", ref, "error", err)
+		if pending {
+			b.Logger().Warn("could not yet revoke a credential that was never returned; the rollback will retry", "connection", connName, "object", e.Name, "error", err)
+		} else {
+			b.Logger().Error("could not revoke a credential that was never returned; it ends at its upstream expiry, or delete it upstream by hand", "connection", connName, "object", e.Name, "error", err)
+		}
+		return
+	}
+	if !pending {
+		return
+	}
+	if err := b.dropPending(ctx, s, connName, e.Name); err != nil {
+		b.Logger().Warn("could not clear the pending inventory entry of a revoked credential; the rollback will clear it", "connection", connName, "object", e.Name, "error", err)
 	}
 }

@@ -120,7 +120,7 @@ func TestRoles_IrrevocableCredentialsAreCappedWithoutMaxTTL(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			env := newTestEnv(t)
-			env.b.System().(*testSystemView).MaxLeaseTTLVal = tc.mountMax
+			env.b.System().(*testSystemView).setMountMax(tc.mountMax)
 			config := env.storydenConfig(nil)
 			switch tc.provider {
 			case "dstor":

@@ -103,6 +103,10 @@ func (Provider) ValidateRole(role provider.Values) error {
 	return nil
 }
 
+// SetsNoExpiry implements provider.ExpiryFree: Katapult's access keys have
+// no expiry; revoke ends them.
+func (Provider) SetsNoExpiry() bool { return true }
+
 // Connect implements provider.Provider.
 func (Provider) Connect(cfg provider.ConnectionConfig) (provider.Connection, error) {
 	if cfg.Values.String(fieldAPIToken) == "" {

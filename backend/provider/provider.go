@@ -76,6 +76,16 @@ type Irrevocable interface {
 	CannotRevoke() bool
 }
 
+// ExpiryFree is implemented by providers whose Issue ignores
+// IssueRequest.ExpiresAt: their credentials carry no expiry tied to the
+// lease (Katapult's access keys, Storable's shared token). Vault caps each
+// lease at the mount's maximum itself, at registration and at every renewal,
+// so for a role with a ttl the engine issues their credentials without
+// asking Vault for the mount's lease TTLs (a round trip each).
+type ExpiryFree interface {
+	SetsNoExpiry() bool
+}
+
 // StaticRotator is implemented by connections that can take over an existing
 // upstream credential and regenerate its secret on a schedule (static roles).
 type StaticRotator interface {
@@ -159,7 +169,8 @@ type IssueRequest struct {
 	// TTL is the lease's initial TTL.
 	TTL time.Duration
 	// ExpiresAt is the lease's latest possible end; providers that can set an
-	// expiry upstream set it here, as a backstop if revoke never runs.
+	// expiry upstream set it here, as a backstop if revoke never runs. It
+	// is zero for an ExpiryFree provider when the engine did not ask.
 	ExpiresAt time.Time
 }
 

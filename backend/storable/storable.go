@@ -66,6 +66,10 @@ func (Provider) NothingToRollBack() bool { return true }
 // API, and a token lives as long as Storable says.
 func (Provider) CannotRevoke() bool { return true }
 
+// SetsNoExpiry implements provider.ExpiryFree: the shared token expires when
+// Storable says, whatever the lease.
+func (Provider) SetsNoExpiry() bool { return true }
+
 // Connect implements provider.Provider.
 func (Provider) Connect(cfg provider.ConnectionConfig) (provider.Connection, error) {
 	for _, name := range []string{fieldClientID, fieldClientSecret, fieldAPIKey} {
