@@ -130,18 +130,18 @@ type testSystemView struct {
 	replicationAsks atomic.Int64
 }
 
-// MaxLeaseTTL answers as Vault does for the mount; tests tune it with setMountMax.
+// MaxLeaseTTL answers as Vault does for the mount; tests tune it with
+// setMountMax. holdMax runs between the read and the answer, as if the
+// answer were still on its way.
 func (s *testSystemView) MaxLeaseTTL() time.Duration {
 	s.mu.Lock()
-	hold := s.holdMax
+	s.ttlAsks++
+	max, hold := s.MaxLeaseTTLVal, s.holdMax
 	s.mu.Unlock()
 	if hold != nil {
 		hold()
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.ttlAsks++
-	return s.MaxLeaseTTLVal
+	return max
 }
 
 // DefaultLeaseTTL answers as Vault does for the mount.

@@ -36,9 +36,9 @@ type mountTTLs struct {
 // covers reports whether m holds what an issue needs.
 func (m mountTTLs) covers(needDef bool) bool { return !needDef || m.hasDef }
 
-// sameAs reports whether fresh answers as m did, on what fresh was asked.
-func (m mountTTLs) sameAs(fresh mountTTLs) bool {
-	return m.max == fresh.max && (!fresh.hasDef || m.def == fresh.def)
+// sameAs reports whether fresh answers as m did, on what the plan used.
+func (m mountTTLs) sameAs(fresh mountTTLs, usedDef bool) bool {
+	return m.max == fresh.max && (!usedDef || m.def == fresh.def)
 }
 
 // view is a system view that answers with m and asks Vault nothing.
@@ -46,8 +46,56 @@ func (m mountTTLs) view() logical.SystemView {
 	return logical.StaticSystemView{MaxLeaseTTLVal: m.max, DefaultLeaseTTLVal: m.def}
 }
 
-// lastMountTTLs keeps this mount's TTLs as Vault last answered them on this node.
-type lastMountTTLs struct{ v atomic.Pointer[mountTTLs] }
+// lastMountTTLs keeps this mount's TTLs as Vault last answered them on this
+// node, and shares the asks of issues that run at once. An issue needs the
+// answer to a question sent after it started: then every tune that ended
+// before it started is in the answer. So while one ask is in flight, the
+// issues that start meanwhile wait for the next, sent as soon as the one in
+// flight returns, whose answer serves them all: at most one ask per mount
+// is in flight, and under load one answers several issues.
+type lastMountTTLs struct {
+	v atomic.Pointer[mountTTLs]
+
+	mu     sync.Mutex
+	flying bool
+	// next is the ask the issues that started during the flight wait for.
+	next *sharedAsk
+}
+
+// sharedAsk is one question to Vault and its answer, once done is closed.
+type sharedAsk struct {
+	needDef bool
+	done    chan struct{}
+	answer  mountTTLs
+}
+
+// fresh returns an ask sent after the call.
+func (l *lastMountTTLs) fresh(sys logical.SystemView, needDef bool) *sharedAsk {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.next == nil {
+		l.next = &sharedAsk{done: make(chan struct{})}
+	}
+	a := l.next
+	a.needDef = a.needDef || needDef
+	if !l.flying {
+		l.flying, l.next = true, nil
+		go l.fly(sys, a)
+	}
+	return a
+}
+
+// fly sends a, then each ask that gathered issues during the flight before it.
+func (l *lastMountTTLs) fly(sys logical.SystemView, a *sharedAsk) {
+	for a != nil {
+		a.answer = l.ask(sys, a.needDef)
+		close(a.done)
+		l.mu.Lock()
+		a, l.next = l.next, nil
+		l.flying = a != nil
+		l.mu.Unlock()
+	}
+}
 
 // ask asks Vault for the maximum and, when needed, the default, both at once.
 func (l *lastMountTTLs) ask(sys logical.SystemView, needDef bool) mountTTLs {
@@ -66,28 +114,38 @@ func (l *lastMountTTLs) ask(sys logical.SystemView, needDef bool) mountTTLs {
 	return m
 }
 
-// speculate returns the TTLs to plan with: the last answer, and a fresh one
-// on the way; or, before any answer that covers the need, a fresh one and no
-// channel.
-func (l *lastMountTTLs) speculate(sys logical.SystemView, needDef bool) (mountTTLs, <-chan mountTTLs) {
-	last := l.v.Load()
-	if last == nil || !last.covers(needDef) {
-		return l.ask(sys, needDef), nil
+// speculate returns the TTLs to plan with: the last answer, and a fresh ask
+// on the way; or, before any answer that covers the need, a fresh answer
+// and no ask.
+func (l *lastMountTTLs) speculate(ctx context.Context, sys logical.SystemView, needDef bool) (mountTTLs, *sharedAsk, error) {
+	a := l.fresh(sys, needDef)
+	if last := l.v.Load(); last != nil && last.covers(needDef) {
+		return *last, a, nil
 	}
-	fresh := make(chan mountTTLs, 1)
-	go func() { fresh <- l.ask(sys, needDef) }()
-	return *last, fresh
+	answer, err := a.wait(ctx)
+	return answer, nil, err
+}
+
+// wait waits for the answer, or for ctx to end.
+func (a *sharedAsk) wait(ctx context.Context) (mountTTLs, error) {
+	select {
+	case <-a.done:
+		return a.answer, nil
+	case <-ctx.Done():
+		return mountTTLs{}, ctx.Err()
+	}
 }
 
 // ttlPlan is an issue's lease TTLs and what they rest on.
 type ttlPlan struct {
 	ttl, maxTTL time.Duration
 	warnings    []string
-	// used is the answer the plan rests on, and fresh brings Vault's
-	// answer asked alongside the issue; nil when the plan rests on an
-	// answer given during this request, or on none.
-	used  mountTTLs
-	fresh <-chan mountTTLs
+	// used is the answer the plan rests on (its default only if usedDef),
+	// and fresh the ask sent alongside the issue; nil when the plan rests
+	// on an answer given during this request, or on none.
+	used    mountTTLs
+	usedDef bool
+	fresh   *sharedAsk
 }
 
 // ttlsChangedError says the mount's TTLs changed while a credential was
@@ -104,20 +162,19 @@ func (p *ttlPlan) confirm(ctx context.Context) error {
 	if p.fresh == nil {
 		return nil
 	}
-	select {
-	case fresh := <-p.fresh:
-		if !p.used.sameAs(fresh) {
-			return &ttlsChangedError{fresh: fresh}
-		}
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	fresh, err := p.fresh.wait(ctx)
+	if err != nil {
+		return err
 	}
+	if !p.used.sameAs(fresh, p.usedDef) {
+		return &ttlsChangedError{fresh: fresh}
+	}
+	return nil
 }
 
 // planTTLs fixes the TTLs of an issue of the role. known, when set, is an
 // answer Vault gave during this request.
-func (b *backend) planTTLs(role *roleEntry, known *mountTTLs) (*ttlPlan, error) {
+func (b *backend) planTTLs(ctx context.Context, role *roleEntry, known *mountTTLs) (*ttlPlan, error) {
 	roleMax := b.roleMaxTTL(role.Provider, role.MaxTTL)
 	needDef := role.TTL == 0
 	if !needDef && b.setsNoExpiry(role.Provider) {
@@ -130,12 +187,15 @@ func (b *backend) planTTLs(role *roleEntry, known *mountTTLs) (*ttlPlan, error) 
 	if known != nil {
 		return planWith(*known, role.TTL, roleMax)
 	}
-	used, fresh := b.mountTTLs.speculate(b.System(), needDef)
+	used, fresh, err := b.mountTTLs.speculate(ctx, b.System(), needDef)
+	if err != nil {
+		return nil, err
+	}
 	plan, err := planWith(used, role.TTL, roleMax)
 	if err != nil {
 		return nil, err
 	}
-	plan.used, plan.fresh = used, fresh
+	plan.used, plan.usedDef, plan.fresh = used, needDef, fresh
 	return plan, nil
 }
 

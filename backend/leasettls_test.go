@@ -246,3 +246,73 @@ func TestLeaseTTLs_ConcurrentTunesNeverLeaveAStaleMaximum(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// Issues that start while an ask is in flight share the next one, sent
+// when it returns: three issues cost two asks, and the two that started
+// after a tune get the tuned maximum even though the ask in flight, sent
+// before the tune, answers with the old one.
+func TestLeaseTTLs_IssuesShareTheNextAskNotTheOneInFlight(t *testing.T) {
+	e := newTestEnv(t)
+	var watching atomic.Bool
+	var creates atomic.Int32
+	createSeen := make(chan struct{}, 5)
+	e.addDstor(func(r *http.Request) {
+		if watching.Load() && strings.Contains(r.URL.Path, "temp-token") {
+			creates.Add(1)
+			createSeen <- struct{}{}
+		}
+	}, map[string]any{"ttl": "10m", "max_ttl": "2h"})
+	sys := e.b.System().(*testSystemView)
+	e.mustOK(logical.ReadOperation, "creds/ds", nil) // the last answer: 24h
+	sys.takeTTLAsks()
+	watching.Store(true)
+
+	held, release := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	sys.holdMaxWith(func() {
+		if first.CompareAndSwap(false, true) {
+			close(held)
+			<-release
+		}
+	})
+	type result struct {
+		resp     *logical.Response
+		from, to time.Time
+		err      error
+	}
+	issue := func(out chan<- result) {
+		from := time.Now()
+		resp, err := e.request(logical.ReadOperation, "creds/ds", nil)
+		out <- result{resp, from, time.Now(), err}
+	}
+	a := make(chan result, 1)
+	go issue(a)
+	<-held // A's ask read 24h and is on its way back
+	sys.setMountMax(30 * time.Minute)
+	later := make(chan result, 2)
+	go issue(later)
+	go issue(later)
+	for range 3 {
+		<-createSeen // B and C have joined the next ask before they created
+	}
+	close(release)
+
+	ra := <-a
+	if ra.err != nil || ra.resp.IsError() {
+		t.Fatalf("issue A: %v %v", ra.err, respError(ra.resp))
+	}
+	expiresWithin(t, ra.resp, ra.from, ra.to, 2*time.Hour)
+	for range 2 {
+		r := <-later
+		if r.err != nil || r.resp.IsError() {
+			t.Fatalf("issue after the tune: %v %v", r.err, respError(r.resp))
+		}
+		expiresWithin(t, r.resp, r.from, r.to, 30*time.Minute)
+	}
+	if asks := sys.takeTTLAsks(); asks != 2 {
+		t.Fatalf("three issues asked Vault %d times, want 2 (one in flight, one shared)", asks)
+	}
+	if n := creates.Load(); n != 5 {
+		t.Fatalf("%d tokens minted, want 5 (A, and B and C twice: once under the old maximum)", n)
+	}
+}

@@ -82,6 +82,7 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 		resp, err := b.issue(ctx, req.Storage, plan, conn)
 		var changed *ttlsChangedError
 		if errors.As(err, &changed) && known == nil {
+			b.Logger().Debug("the mount's lease TTLs changed during the issue; issuing again under the new ones", "role", plan.roleName, "max_lease_ttl", changed.fresh.max.String())
 			// Once more, under the answer Vault just gave.
 			known = &changed.fresh
 			continue
@@ -135,7 +136,7 @@ func (b *backend) planIssue(ctx context.Context, s logical.Storage, roleName str
 	case !conn.allowsRole(roleName):
 		return nil, fmt.Sprintf("connection %q no longer allows role %q: add the role to its allowed_roles", role.Connection, roleName), nil
 	}
-	ttls, err := b.planTTLs(role, known)
+	ttls, err := b.planTTLs(ctx, role, known)
 	if err != nil {
 		return nil, "", err
 	}
