@@ -232,6 +232,32 @@ func TestRandomString(t *testing.T) {
 	if a == b {
 		t.Fatal("two random strings are equal")
 	}
+	if _, err := RandomString(4, strings.Repeat("x", 257)); err == nil {
+		t.Fatal("an alphabet longer than a byte can index was accepted")
+	}
+}
+
+// Every character is equally likely, also where the alphabet's size does not
+// divide 256: taking bytes modulo 36 would draw the first four characters
+// 8/7 as often as the others (11,250 against 9,844 here), far outside the
+// band below, which an even draw leaves only with odds under one in 10^8.
+func TestRandomString_Uniform(t *testing.T) {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	const draws = 360_000
+	s, err := RandomString(draws, alphabet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[rune]int{}
+	for _, c := range s {
+		counts[c]++
+	}
+	want := draws / len(alphabet)
+	for _, c := range alphabet {
+		if n := counts[c]; n < want-600 || n > want+600 {
+			t.Errorf("%q drawn %d times, want %d±600", c, n, want)
+		}
+	}
 }
 
 // A 429 with a Retry-After closes the shared gate: the refused call goes
