@@ -10,9 +10,11 @@ import (
 	"github.com/hashicorp/vault/sdk/plugin"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/plugingc"
 )
 
 func main() {
+	plugingc.Tune()
 	meta := &api.PluginAPIClientMeta{}
 	flags := meta.FlagSet()
 	if err := flags.Parse(os.Args[1:]); err != nil {
