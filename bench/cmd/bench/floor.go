@@ -26,6 +26,37 @@ var floorSteps = []breakdownStep{
 	{label: "external plugin floor with a lease (`floor/lease`): the same, returning a lease Vault registers", path: floorMount + "/lease"},
 }
 
+// floorCPUReads are the floor plugin's reads in the CPU table: the floor
+// of a leased read, and of a credential with one upstream object.
+var floorCPUReads = []struct{ label, path string }{
+	{"external plugin floor with a lease (`floor/lease`)", floorMount + "/lease"},
+	{"external plugin floor of a credential with one upstream object (`floor/issue`): two storage writes, the mount's maximum TTL, an event", floorMount + "/issue"},
+}
+
+// measureFloorCPU measures the floor plugin's reads as section 3 measures
+// the engine's at 8 clients, with the floor plugin's own process as the
+// plugin column.
+func measureFloorCPU(ctx context.Context, c *api.Client, v *vaultServer, o options) ([]throughputResult, error) {
+	// Vault starts a plugin's process at its first request.
+	if err := read(ctx, c, floorCPUReads[0].path); err != nil {
+		return nil, err
+	}
+	pid, err := v.pluginPIDOf(floorName)
+	if err != nil {
+		return nil, err
+	}
+	var out []throughputResult
+	for _, f := range floorCPUReads {
+		logf("throughput: %s, 8 clients", f.path)
+		r := measureThroughput(ctx, c, procs{vault: v.PID(), plugin: pid}, &target{name: f.label, path: f.path}, 8, o.rounds, o.slice, 20000)
+		if r.firstErr != nil {
+			return nil, fmt.Errorf("%s: %w", f.path, r.firstErr)
+		}
+		out = append(out, r)
+	}
+	return out, ctx.Err()
+}
+
 // mountFloor builds bench/cmd/floorplugin into pluginDir, registers it by
 // SHA-256 and mounts it at floorMount.
 func mountFloor(ctx context.Context, c *api.Client, root, pluginDir string) error {

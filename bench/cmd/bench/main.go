@@ -142,11 +142,13 @@ type results struct {
 	compare      *compareResult
 	cli          breakdownResult
 	throughput   []throughputResult
-	bucketACL    []aclResult
-	scaling      []scaleResult
-	profile      pluginProfile
-	revokes      []revokeResult
-	rss          rssResult
+	// floorCPU is the floor plugin's reads at 8 clients, for the CPU table.
+	floorCPU  []throughputResult
+	bucketACL []aclResult
+	scaling   []scaleResult
+	profile   pluginProfile
+	revokes   []revokeResult
+	rss       rssResult
 	// realStoryden is measured only when STORYDEN_BIN is set.
 	realStoryden *realStorydenResult
 	elapsed      time.Duration
@@ -218,11 +220,13 @@ func run(o options) error {
 	res.rss.pluginPID, res.rss.vaultPID = pid, v.PID()
 	res.rss.pluginAtStart, _ = rssKiB(pid)
 
-	if o.phases["breakdown"] {
-		logf("breakdown: KV, the floor of an external plugin, a plugin read without a lease, creds without and with an upstream call")
+	if o.phases["breakdown"] || o.phases["throughput"] {
 		if err := mountFloor(ctx, c, root, filepath.Join(dir, "plugins")); err != nil {
 			return err
 		}
+	}
+	if o.phases["breakdown"] {
+		logf("breakdown: KV, the floor of an external plugin, a plugin read without a lease, creds without and with an upstream call")
 		res.breakdown, err = measureBreakdown(ctx, c, []breakdownStep{
 			{label: "KV v2 read (`secret/data/bench`), the baseline", path: kvPath},
 			floorSteps[0], floorSteps[1],
@@ -295,6 +299,9 @@ func run(o options) error {
 					return ctx.Err()
 				}
 			}
+		}
+		if res.floorCPU, err = measureFloorCPU(ctx, c, v, o); err != nil {
+			return err
 		}
 	}
 

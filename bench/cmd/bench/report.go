@@ -28,6 +28,11 @@ const (
 // targetKVRatio remains the CLI's: `vault read` against `vault kv get`.
 var kvTargets = map[string]float64{"storyden": 4.5, "dstor": 3.5, "storable": 3.0}
 
+// targetStorydenPluginCPU is the round-trip issue's target for the plugin's
+// CPU per storyden credential at 8 clients: half the 916 µs measured before
+// it (2026-11-22).
+const targetStorydenPluginCPU = 458 * time.Microsecond
+
 func report(res *results, root string) error {
 	md := markdown(res)
 	fmt.Println(md)
@@ -159,6 +164,14 @@ func markdown(res *results) string {
 			w("| %s creds | %s | %s | %s | %s | %.2f |\n", r.provider, us(per(r.credsCPU.vault, r.credsOps)), us(per(r.credsCPU.plugin, r.credsOps)),
 				us(per(r.credsCPU.bench, r.credsOps)), us(total), ratio(total, kvTotal))
 		}
+		for _, r := range res.floorCPU {
+			if r.credsOps == 0 {
+				continue
+			}
+			total := per(r.credsCPU.vault+r.credsCPU.plugin+r.credsCPU.bench, r.credsOps)
+			w("| %s | %s | %s (floor plugin) | %s | %s | %.2f |\n", r.provider, us(per(r.credsCPU.vault, r.credsOps)), us(per(r.credsCPU.plugin, r.credsOps)),
+				us(per(r.credsCPU.bench, r.credsOps)), us(total), ratio(total, kvTotal))
+		}
 	}
 
 	w("\n### 2. Upstream calls per credential against the floor\n\n")
@@ -254,6 +267,12 @@ func targetLines(res *results) []string {
 		for _, s := range res.cli.steps[1:] {
 			got := ratio(percentile(s.durations, 50), kv50)
 			out = append(out, fmt.Sprintf("%s / `vault kv get` through the CLI, p50: %.2f (target ≤ %.1f): %s", s.label, got, targetKVRatio, verdict(got <= targetKVRatio)))
+		}
+	}
+	for _, r := range res.throughput {
+		if r.provider == "storyden" && r.clients == 8 && r.credsOps > 0 {
+			got := per(r.credsCPU.plugin, r.credsOps)
+			out = append(out, fmt.Sprintf("plugin CPU per storyden credential at 8 clients: %s (target ≤ %s, half of 916 µs): %s", us(got), us(targetStorydenPluginCPU), verdict(got <= targetStorydenPluginCPU)))
 		}
 	}
 	for _, r := range res.latency {

@@ -107,18 +107,14 @@ func newClient(addr, token string) (*api.Client, error) {
 	return c, nil
 }
 
-// pluginCommand is the file name a plugin process runs ("" for any other
-// process): vault-plugin-secrets-apikeys, or the -compare build's.
+// pluginCommand is the file name process pid runs ("" when unreadable).
 func pluginCommand(pid int) string {
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil {
 		return ""
 	}
 	argv0, _, _ := strings.Cut(string(cmdline), "\x00")
-	if name := filepath.Base(argv0); strings.HasPrefix(name, pluginName) {
-		return name
-	}
-	return ""
+	return filepath.Base(argv0)
 }
 
 // register runs scripts/register-plugin.sh, which registers the binary by

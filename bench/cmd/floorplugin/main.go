@@ -5,9 +5,16 @@
 //
 //	plain  a read answered with data, no lease
 //	lease  a read answered with a lease (Vault registers it; revoke is a no-op)
+//	issue  the lease after the callbacks a credential with one upstream
+//	       object cannot do without, and nothing else: a storage write
+//	       before the create with the mount's maximum TTL asked alongside
+//	       it, a storage write after it, and an event sent after answering
 //
-// Its paths use framework Operations, as the engine's do, so it pays the
-// framework's own per-request callback (ReplicationState) as they do.
+// plain and lease use framework Operations, so each pays the framework's own
+// per-request callback (ReplicationState); issue is routed through the
+// legacy Callbacks, which skip it, as the engine's creds path does
+// (backend/issuerouter.go). The process collects garbage as the engine's
+// does (internal/plugingc).
 package main
 
 import (
@@ -20,12 +27,15 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/sdk/plugin"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/plugingc"
 )
 
 // secretType is the type of the leases the "lease" path returns.
 const secretType = "floor"
 
 func main() {
+	plugingc.Tune()
 	meta := &api.PluginAPIClientMeta{}
 	if err := meta.FlagSet().Parse(os.Args[1:]); err != nil {
 		fatal(err)
@@ -64,10 +74,38 @@ func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 			}},
 		}},
 	}
+	b.Paths = append(b.Paths, &framework.Path{Pattern: "issue",
+		//lint:ignore SA1019 the one router of the SDK without a replication-state round trip per request, as the engine's creds path
+		Callbacks: map[logical.Operation]framework.OperationFunc{
+			logical.ReadOperation: func(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+				return issue(ctx, b, req)
+			},
+		}})
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
 	return b, nil
+}
+
+// record stands for an inventory entry: about the size of the engine's.
+var record = []byte(`{"schema_version":3,"name":"vault-app-abcdefghijklmnop","role":"app","provider":"floor","state":"pending","created_at":"2026-12-02T00:00:00Z","role_values":{"name_prefix":"vault"}}`)
+
+func issue(ctx context.Context, b *framework.Backend, req *logical.Request) (*logical.Response, error) {
+	maxTTL := make(chan time.Duration, 1)
+	go func() { maxTTL <- b.System().MaxLeaseTTL() }()
+	if err := req.Storage.Put(ctx, &logical.StorageEntry{Key: "pending", Value: record}); err != nil {
+		return nil, err
+	}
+	ttl := min(<-maxTTL, time.Hour)
+	if err := req.Storage.Put(ctx, &logical.StorageEntry{Key: "live", Value: record}); err != nil {
+		return nil, err
+	}
+	go func() {
+		_ = logical.SendEvent(context.Background(), b, "floor/issue", "connection", "main", "provider", "floor", "role", "app", "object", "vault-app-abcdefghijklmnop")
+	}()
+	resp := b.Secret(secretType).Response(map[string]any{"value": "floor"}, nil)
+	resp.Secret.TTL, resp.Secret.MaxTTL = ttl, ttl
+	return resp, nil
 }
 
 func fatal(err error) {
