@@ -24,6 +24,7 @@ const (
 var floorSteps = []breakdownStep{
 	{label: "external plugin floor (`floor/plain`, bench/cmd/floorplugin): a gRPC request to a plugin that answers from memory, no callback but the framework's own", path: floorMount + "/plain"},
 	{label: "external plugin floor with a lease (`floor/lease`): the same, returning a lease Vault registers", path: floorMount + "/lease"},
+	{label: "external plugin floor of a credential with one upstream object (`floor/issue`): the lease after two storage writes with the mount's maximum TTL asked alongside the first, an event after answering, no upstream call", path: floorMount + "/issue"},
 }
 
 // floorCPUReads are the floor plugin's reads in the CPU table: the floor
