@@ -298,20 +298,19 @@ func (b *backend) openConnection(name string, e *connectionEntry, values provide
 // It returns nil, nil, nil when the connection does not exist.
 func (b *backend) liveConnection(ctx context.Context, s logical.Storage, name string) (provider.Connection, *connectionEntry, error) {
 	entry, err := getConnection(ctx, s, name)
-	if err != nil || entry == nil {
-		return nil, nil, err
-	}
-	conn, err := b.openLive(name, entry)
-	if err != nil {
-		return nil, nil, err
-	}
-	return conn, entry, nil
+	return b.openLoaded(name, entry, err)
 }
 
 // cachedLiveConnection is liveConnection through the entry cache; the
 // entry is read-only.
 func (b *backend) cachedLiveConnection(ctx context.Context, s logical.Storage, name string) (provider.Connection, *connectionEntry, error) {
 	entry, err := b.cachedConnection(ctx, s, name)
+	return b.openLoaded(name, entry, err)
+}
+
+// openLoaded opens the connection whose entry was just loaded, passing on
+// the load's error and a missing entry.
+func (b *backend) openLoaded(name string, entry *connectionEntry, err error) (provider.Connection, *connectionEntry, error) {
 	if err != nil || entry == nil {
 		return nil, nil, err
 	}

@@ -156,14 +156,6 @@ func (h *harness) issue(conn *connection, ttl time.Duration) *provider.Credentia
 
 func (h *harness) tokenCalls() int { return h.srv.Calls()[tokenRoute] }
 
-func totalCalls(srv *sandbox.Server) int {
-	n := 0
-	for _, calls := range srv.Calls() {
-		n += calls
-	}
-	return n
-}
-
 // works reports whether Storable's sample API accepts the credential.
 func (h *harness) works(cred *provider.Credential) bool {
 	h.t.Helper()
@@ -250,7 +242,7 @@ func TestVerifyRejectsBadRoot(t *testing.T) {
 					t.Errorf("error reveals %q", secret)
 				}
 			}
-			if n := totalCalls(h.srv); n != 1 {
+			if n := h.srv.TotalCalls(); n != 1 {
 				t.Errorf("%d requests, want 1 (a refusal is not retried)", n)
 			}
 		})

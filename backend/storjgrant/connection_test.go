@@ -56,13 +56,7 @@ func (e *env) open(t *testing.T, grant string) *Connection {
 	return c
 }
 
-func (e *env) authCalls() int {
-	n := 0
-	for _, c := range e.srv.Calls() {
-		n += c
-	}
-	return n
-}
+func (e *env) authCalls() int { return e.srv.TotalCalls() }
 
 func issue(t *testing.T, c *Connection, role provider.Values, ttl time.Duration) *provider.Credential {
 	t.Helper()

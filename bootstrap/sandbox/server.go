@@ -166,6 +166,15 @@ func (s *Server) ClearFaults() { s.faults.clear() }
 // route is the emulator's route template (see Emulator).
 func (s *Server) Calls() map[string]int { return s.calls.snapshot() }
 
+// TotalCalls is the sum of Calls: every request served since the last reset.
+func (s *Server) TotalCalls() int {
+	n := 0
+	for _, calls := range s.Calls() {
+		n += calls
+	}
+	return n
+}
+
 // ResetCalls sets every call count back to zero.
 func (s *Server) ResetCalls() { s.calls.reset() }
 
