@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 	storydenemu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storyden"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/devvault"
 )
@@ -174,6 +175,15 @@ func leadershipTrouble(msg string) bool {
 // mustOnActive runs the CLI on the active node among nodes. Errors of a
 // cluster between leaders are retried on the then active node for up to a
 // minute; any other error fails the test. It returns the node that answered.
+// mountStoryden enables the plugin at mount through the active node and
+// writes connection "main" on upstream.
+func (c *raftCluster) mountStoryden(t *testing.T, mount string, upstream *sandbox.Server) {
+	t.Helper()
+	c.mustOnActive(t, c.nodes, "", "secrets", "enable", "-path="+mount, "-plugin-version="+pluginVersion, pluginName)
+	c.mustOnActive(t, c.nodes, sdPassword, "write", mount+"/config/main", "provider=storyden",
+		"base_url="+upstream.URL(), "allow_http=true", "username="+sdAdmin, "password=-")
+}
+
 func (c *raftCluster) mustOnActive(t *testing.T, nodes []string, stdin string, args ...string) (string, string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
@@ -240,10 +250,7 @@ func TestHA_StandbyForwardsAndFailoverOrphansNothing(t *testing.T) {
 	const mount = "storyden"
 	c := startRaftCluster(t, t.TempDir())
 	upstream := startStorydenUpstream(t)
-
-	c.mustOnActive(t, c.nodes, "", "secrets", "enable", "-path="+mount, "-plugin-version="+pluginVersion, pluginName)
-	c.mustOnActive(t, c.nodes, sdPassword, "write", mount+"/config/main", "provider=storyden",
-		"base_url="+upstream.URL(), "allow_http=true", "username="+sdAdmin, "password=-")
+	c.mountStoryden(t, mount, upstream)
 	c.mustOnActive(t, c.nodes, "", "write", mount+"/roles/app", "connection=main", "ttl=5m", "max_ttl=1h")
 
 	active := c.active(c.nodes, time.Minute)
@@ -530,9 +537,7 @@ func TestHA_RoleChangesOnTheActiveReachCredsThroughAStandby(t *testing.T) {
 	const mount = "storyden"
 	c := startRaftCluster(t, t.TempDir())
 	upstream := startStorydenUpstream(t)
-	c.mustOnActive(t, c.nodes, "", "secrets", "enable", "-path="+mount, "-plugin-version="+pluginVersion, pluginName)
-	c.mustOnActive(t, c.nodes, sdPassword, "write", mount+"/config/main", "provider=storyden",
-		"base_url="+upstream.URL(), "allow_http=true", "username="+sdAdmin, "password=-")
+	c.mountStoryden(t, mount, upstream)
 
 	standby := without(c.nodes, c.active(c.nodes, time.Minute))[0]
 	for _, ttl := range []time.Duration{5 * time.Minute, 7 * time.Minute, 3 * time.Minute} {

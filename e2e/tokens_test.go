@@ -57,13 +57,21 @@ func hasWarning(secret *api.Secret, part string) bool {
 	return false
 }
 
-func TestDstor_TokenLeaseIsHonestAboutRevocation(t *testing.T) {
-	t.Parallel()
+// newDstorMount mounts the plugin with connection "main" on a new dStor
+// emulator and role "app" of the given CLI fields.
+func newDstorMount(t *testing.T, roleFields ...string) (string, *sandbox.Server) {
+	t.Helper()
 	srv := startEmulator(t, dstoremu.New(dstoremu.Options{APIKeys: []dstoremu.APIKey{{Key: dsAPIKey}}}))
 	registerSecret("the dstor API key", dsAPIKey)
 	mount := newMount(t, "dstor")
 	mustCLI(t, dsAPIKey, "write", mount+"/config/main", "provider=dstor", "base_url="+srv.URL()+"/v1", "allow_http=true", "api_key=-")
-	mustCLI(t, "", "write", mount+"/roles/app", "connection=main", "ttl=10m", "max_ttl=30m")
+	mustCLI(t, "", append([]string{"write", mount + "/roles/app", "connection=main"}, roleFields...)...)
+	return mount, srv
+}
+
+func TestDstor_TokenLeaseIsHonestAboutRevocation(t *testing.T) {
+	t.Parallel()
+	mount, srv := newDstorMount(t, "ttl=10m", "max_ttl=30m")
 
 	// The expiry is read against the times around the issue and the renew,
 	// so that no bound depends on how long either took.

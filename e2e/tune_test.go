@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
-
-	dstoremu "github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/dstor"
 )
 
 // The engine asks Vault for a mount's lease TTLs only alongside the upstream
@@ -183,11 +181,7 @@ func jwtExpiry(t *testing.T, token string) time.Time {
 // claim and in expires_at, at the tuned maximum.
 func TestTune_DstorTokenFollowsTheMountDown(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t, dstoremu.New(dstoremu.Options{APIKeys: []dstoremu.APIKey{{Key: dsAPIKey}}}))
-	registerSecret("the dstor API key", dsAPIKey)
-	mount := newMount(t, "dstor")
-	mustCLI(t, dsAPIKey, "write", mount+"/config/main", "provider=dstor", "base_url="+srv.URL()+"/v1", "allow_http=true", "api_key=-")
-	mustCLI(t, "", "write", mount+"/roles/app", "connection=main", "ttl=10m", "max_ttl=2h")
+	mount, _ := newDstorMount(t, "ttl=10m", "max_ttl=2h")
 	creds := mount + "/creds/app"
 
 	first, w := readCredsTimed(t, creds)
