@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,8 +50,11 @@ type latencyResult struct {
 	kv, creds []time.Duration
 	// calls are the upstream calls of the measured reads (after warm-up), by route.
 	calls map[string]int
-	floor float64
-	note  string
+	// upstream is the time the plugin spent in upstream HTTP exchanges per
+	// measured read, by its own clock (the mount's latency histogram).
+	upstream time.Duration
+	floor    float64
+	note     string
 }
 
 func (r latencyResult) callsPerCred() float64 {
@@ -70,9 +75,15 @@ func measureLatency(ctx context.Context, c *api.Client, t *target, latencyMS, wa
 		t.addFault(sandbox.Fault{LatencyMS: latencyMS})
 		defer t.clearFaults()
 	}
+	mount, _, _ := strings.Cut(t.path, "/")
+	var upstreamBefore float64
 	for i := 0; i < warm+n; i++ {
 		if i == warm {
 			t.resetCalls()
+			var err error
+			if upstreamBefore, err = upstreamSeconds(ctx, c, mount); err != nil {
+				return res, err
+			}
 		}
 		paths := []string{kvPath, t.path}
 		if i%2 == 1 {
@@ -94,7 +105,55 @@ func measureLatency(ctx context.Context, c *api.Client, t *target, latencyMS, wa
 		}
 	}
 	res.calls = t.calls()
+	upstreamAfter, err := upstreamSeconds(ctx, c, mount)
+	if err != nil {
+		return res, err
+	}
+	res.upstream = time.Duration((upstreamAfter - upstreamBefore) / float64(n) * float64(time.Second))
 	return res, nil
+}
+
+// upstreamHistogram is the engine's histogram of upstream HTTP exchanges.
+const upstreamHistogram = "vault_apikeys_upstream_request_duration_seconds"
+
+// upstreamSeconds is the total time of the mount's upstream exchanges so
+// far: the _sum of its latency histogram, read from <mount>/metrics.
+func upstreamSeconds(ctx context.Context, c *api.Client, mount string) (float64, error) {
+	secret, err := c.Logical().ReadWithContext(ctx, mount+"/metrics")
+	if err != nil {
+		return 0, fmt.Errorf("%s/metrics: %w", mount, err)
+	}
+	var body struct {
+		Metrics []struct {
+			Name    string `json:"name"`
+			Samples []struct {
+				Suffix string  `json:"suffix"`
+				Value  float64 `json:"value"`
+			} `json:"samples"`
+		} `json:"metrics"`
+	}
+	if secret == nil {
+		return 0, fmt.Errorf("%s/metrics returned nothing", mount)
+	}
+	raw, err := json.Marshal(secret.Data)
+	if err != nil {
+		return 0, err
+	}
+	if err := json.Unmarshal(raw, &body); err != nil {
+		return 0, fmt.Errorf("%s/metrics: %w", mount, err)
+	}
+	total := 0.0
+	for _, f := range body.Metrics {
+		if f.Name != upstreamHistogram {
+			continue
+		}
+		for _, s := range f.Samples {
+			if s.Suffix == "_sum" {
+				total += s.Value
+			}
+		}
+	}
+	return total, nil
 }
 
 // percentile of durations (nearest rank).
