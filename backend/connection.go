@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -289,9 +290,14 @@ func (b *backend) openConnection(name string, e *connectionEntry, values provide
 		BaseURL:    e.BaseURL,
 		Values:     values,
 		HTTPClient: client,
-		Logger:     b.Logger().Named(e.Provider).With("connection", name),
+		Logger:     b.providerLogger(e.Provider, name),
 		Observer:   b.metrics.observer(e.Provider),
 	})
+}
+
+// providerLogger is the logger of a connection's provider code.
+func (b *backend) providerLogger(providerName, connName string) hclog.Logger {
+	return b.Logger().Named(providerName).With("connection", connName)
 }
 
 // liveConnection loads a connection and returns its cached provider handle.

@@ -3,11 +3,16 @@ package backend
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 )
 
 // logLines returns the fields of every JSON log line whose message starts
@@ -62,4 +67,52 @@ func TestLogs_DurationsAreText(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A credential's upstream calls are logged with its outcome: in the debug
+// line written after Vault has the answer when it was issued or revoked, as
+// trace lines at once when the issue failed.
+func TestLogs_UpstreamCallsGoWithTheOutcome(t *testing.T) {
+	t.Run("issued and revoked", func(t *testing.T) {
+		env := newTestEnv(t)
+		env.setup(nil)
+		before := len(env.logLines("upstream call"))
+		if err := env.revoke(env.issue()); err != nil {
+			t.Fatal(err)
+		}
+		env.b.clean(context.Background())
+		if n := len(env.logLines("upstream call")) - before; n != 0 {
+			t.Errorf("%d trace lines of upstream calls for an issue and a revoke that succeeded, want 0:\n%s", n, env.logs.String())
+		}
+		for message, want := range map[string]string{
+			"issued credential":  `POST /api/auth/access-keys 20\d \S+$`,
+			"revoked credential": `DELETE /api/auth/access-keys/\S+ 20\d \S+$`,
+		} {
+			lines := env.logLines(message)
+			if len(lines) != 1 {
+				t.Fatalf("%d %q lines, want 1", len(lines), message)
+			}
+			upstream, _ := lines[0]["upstream"].(string)
+			if !regexp.MustCompile(want).MatchString(upstream) {
+				t.Errorf("%s: upstream=%q, want it to match %s", message, upstream, want)
+			}
+		}
+	})
+	t.Run("issue failed", func(t *testing.T) {
+		env := newTestEnv(t)
+		env.setup(nil)
+		before := len(env.logLines("upstream call"))
+		env.upstream.AddFault(sandbox.Fault{Method: http.MethodPost, Path: "/api/auth/access-keys", Status: http.StatusInternalServerError, Times: 1})
+		if resp, err := env.request(logical.ReadOperation, "creds/app", nil); err == nil && !resp.IsError() {
+			t.Fatalf("creds/app succeeded against a failing create: %#v", resp)
+		}
+		// The create's line comes first, then those of the rollback's calls.
+		lines := env.logLines("upstream call")[before:]
+		if len(lines) == 0 || lines[0]["method"] != http.MethodPost || lines[0]["status"] != float64(http.StatusInternalServerError) {
+			t.Errorf("trace lines of the failed issue = %v, want the create answered 500 first", lines)
+		}
+		if issued := env.logLines("issued credential"); len(issued) != 0 {
+			t.Errorf("an issue that failed logged %v", issued)
+		}
+	})
 }

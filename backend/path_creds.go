@@ -219,16 +219,23 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 	if plan.maxTTL > 0 {
 		issueReq.ExpiresAt = now.Add(plan.maxTTL)
 	}
-	cred, err := conn.Issue(ctx, issueReq)
+	// The create's calls are logged with the outcome: on success in the
+	// debug line written after the answer, else as trace lines now.
+	calls := &provider.CallLog{}
+	traceCalls := func() { calls.Trace(b.providerLogger(entry.Provider, plan.connName), entry.Provider) }
+	cred, err := conn.Issue(provider.WithCallLog(ctx, calls), issueReq)
 	if err != nil {
+		traceCalls()
 		b.rollbackNow(s, plan.connName, pending, conn, inFlight, answeredDefinitely(err))
 		return errorResponseFor(err)
 	}
 	if err := expiresTooSoon(entry.Provider, objectName, cred); err != nil {
+		traceCalls()
 		b.rollbackNow(s, plan.connName, pending, conn, inFlight, true)
 		return errorResponseFor(err)
 	}
 	if err := plan.confirm(ctx); err != nil {
+		traceCalls()
 		b.discard(s, plan.connName, pending, conn, inFlight, cred.Ref)
 		return nil, err
 	}
@@ -250,6 +257,7 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 	if err := b.recordIssued(ctx, s, plan, pending, inFlight, cred, now.Add(resp.Secret.TTL)); err != nil {
 		// A pending entry left behind would later delete this live
 		// credential, so the credential goes now and the caller retries.
+		traceCalls()
 		b.discard(s, plan.connName, pending, conn, inFlight, cred.Ref)
 		return nil, err
 	}
@@ -259,7 +267,7 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 		b.live.record(plan.connName, objectName, plan.roleName)
 	}
 	b.afterResponse(func() {
-		b.Logger().Debug("issued credential", "connection", plan.connName, "provider", entry.Provider, "role", plan.roleName, "object", objectName, "ttl", resp.Secret.TTL.String())
+		b.Logger().Debug("issued credential", "connection", plan.connName, "provider", entry.Provider, "role", plan.roleName, "object", objectName, "ttl", resp.Secret.TTL.String(), "upstream", calls.String())
 	}, eventCredsCreate, "connection", plan.connName, "provider", entry.Provider, "role", plan.roleName, "object", objectName)
 	return resp, nil
 }

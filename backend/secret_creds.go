@@ -204,13 +204,17 @@ func (b *backend) secretCredentialRevoke(ctx context.Context, req *logical.Reque
 		b.leaseLogger(req, lease).Warn("revoke refused: the connection's base URL or account changed since the credential was issued; Vault will retry", "error", err)
 		return nil, err
 	}
-	if err := conn.Revoke(ctx, lease.Ref); err != nil {
+	// As for an issue: the calls go in the debug line after the answer, or
+	// out as trace lines now if the revoke failed.
+	calls := &provider.CallLog{}
+	if err := conn.Revoke(provider.WithCallLog(ctx, calls), lease.Ref); err != nil {
+		calls.Trace(b.providerLogger(lease.Provider, lease.Connection), lease.Provider)
 		b.leaseLogger(req, lease).Warn("upstream revoke failed; Vault will retry", "error", err)
 		return nil, fmt.Errorf("revoke %s credential of role %q on connection %q: %w", lease.Provider, lease.Role, lease.Connection, err)
 	}
 	b.forgetInventory(ctx, req.Storage, lease.Connection, lease.Name)
 	logger := b.leaseLogger(req, lease)
-	b.afterResponse(func() { logger.Debug("revoked credential") },
+	b.afterResponse(func() { logger.Debug("revoked credential", "upstream", calls.String()) },
 		eventCredsRevoke, "connection", lease.Connection, "provider", lease.Provider, "role", lease.Role, "object", lease.Name)
 	return nil, nil
 }

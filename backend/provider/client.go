@@ -279,18 +279,28 @@ func (c *Client) send(ctx context.Context, r Request) (*Response, error) {
 	start := time.Now()
 	httpResp, err := c.httpClient().Do(req)
 	if err != nil {
-		c.Log().Trace("upstream call failed", "provider", c.Provider, "method", r.Method, "path", r.Path, "duration", time.Since(start).String())
-		c.observeCall(r.Op, 0, time.Since(start))
+		c.recordCall(ctx, r, 0, time.Since(start))
 		return nil, stripURL(err)
 	}
 	defer httpResp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(httpResp.Body, maxResponseBytes))
-	c.observeCall(r.Op, httpResp.StatusCode, time.Since(start))
-	c.Log().Trace("upstream call", "provider", c.Provider, "method", r.Method, "path", r.Path, "status", httpResp.StatusCode, "duration", time.Since(start).String())
+	c.recordCall(ctx, r, httpResp.StatusCode, time.Since(start))
 	if err != nil {
 		return nil, fmt.Errorf("read response (HTTP %d): %w", httpResp.StatusCode, stripURL(err))
 	}
 	return &Response{Status: httpResp.StatusCode, Header: httpResp.Header, Body: body}, nil
+}
+
+// recordCall counts one exchange (status 0: no answer) and logs it: in the
+// context's CallLog if it has one, else as a trace line.
+func (c *Client) recordCall(ctx context.Context, r Request, status int, took time.Duration) {
+	c.observeCall(r.Op, status, took)
+	call := loggedCall{method: r.Method, path: r.Path, status: status, duration: took}
+	if log := callLogFrom(ctx); log != nil {
+		log.add(call)
+		return
+	}
+	traceCall(c.Log(), c.Provider, call)
 }
 
 // stripURL drops the URL from net/http errors: query strings may carry
