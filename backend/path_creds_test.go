@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
@@ -70,21 +71,43 @@ func TestCreds_IssueRenewRevoke(t *testing.T) {
 	}
 }
 
+// vaultRenewedEnd is the lease end Vault sets after the plugin answered a
+// renewal (vault/expiration.go, Renew): the TTL computed again from the
+// increment and the answer's max TTL, counted from the issue time, with the
+// answer's TTL used only when no increment was asked.
+func vaultRenewedEnd(t *testing.T, env *testEnv, renewed *logical.Response, issued time.Time, increment time.Duration) time.Time {
+	t.Helper()
+	ttl, _, err := framework.CalculateTTL(env.b.System(), increment, renewed.Secret.TTL, 0, renewed.Secret.MaxTTL, 0, issued)
+	if err != nil {
+		t.Fatalf("Vault's computation of the renewed TTL: %v", err)
+	}
+	return time.Now().Add(ttl)
+}
+
+// The lease never ends after the credential's upstream expiry, with or
+// without an increment, also once the role allows more than the credential
+// has: Vault ignores the TTL the plugin answers when the client asks for an
+// increment, so the answer's max TTL must carry the bound.
 func TestCreds_RenewNeverPassesUpstreamExpiry(t *testing.T) {
 	env := newTestEnv(t)
 	env.setup(nil)
 	resp := env.issue()
 	// Pretend Vault issued this lease 55 minutes ago: 5 minutes remain upstream.
-	resp.Secret.InternalData[internalExpiresAt] = time.Now().Add(5 * time.Minute).Unix()
-	renewed, err := env.renew(resp, time.Now().Add(-55*time.Minute), time.Hour)
-	if err != nil || renewed.IsError() {
-		t.Fatalf("renew: %v %v", err, respError(renewed))
-	}
-	if renewed.Secret.TTL > 5*time.Minute {
-		t.Fatalf("renewed ttl %s passes the upstream expiry", renewed.Secret.TTL)
-	}
-	if len(renewed.Warnings) == 0 {
-		t.Fatal("a capped renew must say so")
+	expiresAt := time.Now().Add(5 * time.Minute).Truncate(time.Second)
+	resp.Secret.InternalData[internalExpiresAt] = expiresAt.Unix()
+	issued := time.Now().Add(-55 * time.Minute)
+	env.mustOK(logical.UpdateOperation, "roles/app", map[string]any{"max_ttl": "3h"})
+	for _, increment := range []time.Duration{0, time.Hour, 3 * time.Hour} {
+		renewed, err := env.renew(resp, issued, increment)
+		if err != nil || renewed.IsError() {
+			t.Fatalf("renew with increment %s: %v %v", increment, err, respError(renewed))
+		}
+		if end := vaultRenewedEnd(t, env, renewed, issued, increment); end.After(expiresAt) {
+			t.Errorf("renew with increment %s: the lease ends %s after the upstream expiry", increment, end.Sub(expiresAt))
+		}
+		if increment > 0 && (len(renewed.Warnings) != 1 || !strings.Contains(renewed.Warnings[0], "expires upstream")) {
+			t.Errorf("renew with increment %s: warnings %q, want only the upstream expiry's (Vault adds its own cap warning)", increment, renewed.Warnings)
+		}
 	}
 	resp.Secret.InternalData[internalExpiresAt] = time.Now().Add(-time.Second).Unix()
 	expired, err := env.renew(resp, time.Now().Add(-30*time.Minute), time.Hour)

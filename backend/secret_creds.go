@@ -156,19 +156,28 @@ func (b *backend) secretCredentialRenew(ctx context.Context, req *logical.Reques
 	if err != nil {
 		return nil, err
 	}
+	if req.Secret.Increment > 0 {
+		// Vault computes the TTL of a renewal asking for an increment
+		// again, from that increment and the max TTL answered here, and
+		// warns itself where it caps; the TTL answered here it ignores.
+		warnings = nil
+	}
 	resp = &logical.Response{Secret: req.Secret}
+	resp.Secret.MaxTTL = effectiveMaxTTL(b.System(), maxTTL)
 	if !lease.ExpiresAt.IsZero() {
 		remaining := time.Until(lease.ExpiresAt).Truncate(time.Second)
-		if remaining <= 0 {
+		untilExpiry := maxTTLUntil(lease.ExpiresAt, req.Secret.IssueTime)
+		// A max TTL of 0 or less would mean no bound at all to Vault.
+		if remaining <= 0 || untilExpiry <= 0 {
 			return logical.ErrorResponse("the credential expired upstream at %s and cannot be renewed; read a new one", provider.Timestamp(lease.ExpiresAt)), nil
 		}
 		if newTTL > remaining {
 			newTTL = remaining
 			warnings = append(warnings, fmt.Sprintf("TTL capped at %s: the credential expires upstream at %s and cannot be extended there", remaining, provider.Timestamp(lease.ExpiresAt)))
 		}
+		resp.Secret.MaxTTL = min(resp.Secret.MaxTTL, untilExpiry)
 	}
 	resp.Secret.TTL = newTTL
-	resp.Secret.MaxTTL = effectiveMaxTTL(b.System(), maxTTL)
 	if err := renewInventory(ctx, req.Storage, lease.Connection, lease.Name, newTTL); err != nil {
 		b.leaseLogger(req, lease).Warn("could not record a renewal in the inventory; the renew failed and the client may retry", "error", err)
 		return nil, fmt.Errorf("the lease was not renewed: its new end could not be recorded in the inventory (retry the renew): %w", err)
@@ -177,6 +186,14 @@ func (b *backend) secretCredentialRenew(ctx context.Context, req *logical.Reques
 		resp.AddWarning(w)
 	}
 	return resp, nil
+}
+
+// maxTTLUntil is the max TTL that ends a lease issued at issueTime no later
+// than expiresAt, as Vault applies it to a renewal: counted from issueTime
+// truncated to the second, to a lease end that may lie up to a second past
+// the result (Vault truncates the current time as well).
+func maxTTLUntil(expiresAt, issueTime time.Time) time.Duration {
+	return expiresAt.Sub(issueTime.Truncate(time.Second)) - time.Second
 }
 
 // secretCredentialRevoke deletes the credential upstream. "Already gone" is
