@@ -189,9 +189,9 @@ func (b *backend) secretCredentialRenew(ctx context.Context, req *logical.Reques
 }
 
 // maxTTLUntil is the max TTL that ends a lease issued at issueTime no later
-// than expiresAt, as Vault applies it to a renewal: counted from issueTime
-// truncated to the second, to a lease end that may lie up to a second past
-// the result (Vault truncates the current time as well).
+// than expiresAt. Vault counts it from issueTime truncated to the second and
+// may end the lease up to a second past that point (it truncates the
+// current time too), so the result stops a second short.
 func maxTTLUntil(expiresAt, issueTime time.Time) time.Duration {
 	return expiresAt.Sub(issueTime.Truncate(time.Second)) - time.Second
 }
