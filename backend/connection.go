@@ -300,6 +300,12 @@ func (b *backend) providerLogger(providerName, connName string) hclog.Logger {
 	return b.Logger().Named(providerName).With("connection", connName)
 }
 
+// traceCalls writes the calls of a failed issue or revoke as the trace lines
+// the provider's client writes without a CallLog, under its logger.
+func (b *backend) traceCalls(calls *provider.CallLog, providerName, connName string) {
+	calls.Trace(b.providerLogger(providerName, connName), providerName)
+}
+
 // liveConnection loads a connection and returns its cached provider handle.
 // It returns nil, nil, nil when the connection does not exist.
 func (b *backend) liveConnection(ctx context.Context, s logical.Storage, name string) (provider.Connection, *connectionEntry, error) {

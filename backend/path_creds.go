@@ -222,7 +222,7 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 	// The create's calls are logged with the outcome: on success in the
 	// debug line written after the answer, else as trace lines now.
 	calls := &provider.CallLog{}
-	traceCalls := func() { calls.Trace(b.providerLogger(entry.Provider, plan.connName), entry.Provider) }
+	traceCalls := func() { b.traceCalls(calls, entry.Provider, plan.connName) }
 	cred, err := conn.Issue(provider.WithCallLog(ctx, calls), issueReq)
 	if err != nil {
 		traceCalls()

@@ -225,7 +225,7 @@ func (b *backend) secretCredentialRevoke(ctx context.Context, req *logical.Reque
 	// out as trace lines now if the revoke failed.
 	calls := &provider.CallLog{}
 	if err := conn.Revoke(provider.WithCallLog(ctx, calls), lease.Ref); err != nil {
-		calls.Trace(b.providerLogger(lease.Provider, lease.Connection), lease.Provider)
+		b.traceCalls(calls, lease.Provider, lease.Connection)
 		b.leaseLogger(req, lease).Warn("upstream revoke failed; Vault will retry", "error", err)
 		return nil, fmt.Errorf("revoke %s credential of role %q on connection %q: %w", lease.Provider, lease.Role, lease.Connection, err)
 	}
