@@ -116,10 +116,14 @@ func (l *lastMountTTLs) ask(sys logical.SystemView, needDef bool) mountTTLs {
 
 // speculate returns the TTLs to plan with: the last answer, and a fresh ask
 // on the way; or, before any answer that covers the need, a fresh answer
-// and no ask.
+// and no ask. The last answer is taken before the ask is sent, so the ask
+// may answer differently but never older: taken after, it could already be
+// the ask's own answer, and whether a tune costs a second create would
+// depend on how the goroutines ran.
 func (l *lastMountTTLs) speculate(ctx context.Context, sys logical.SystemView, needDef bool) (mountTTLs, *sharedAsk, error) {
+	last := l.v.Load()
 	a := l.fresh(sys, needDef)
-	if last := l.v.Load(); last != nil && last.covers(needDef) {
+	if last != nil && last.covers(needDef) {
 		return *last, a, nil
 	}
 	answer, err := a.wait(ctx)
