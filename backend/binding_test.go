@@ -306,6 +306,18 @@ func TestAccountFingerprint(t *testing.T) {
 			if (before != after) != tc.moves {
 				t.Errorf("fingerprint %s → %s; want a change: %v", before, after, tc.moves)
 			}
+			// A cached entry keeps its fingerprint; a copy of it changed
+			// as a config write changes it must not answer from that.
+			cached := *was
+			cached.account = newAccountMemo(p, &cached)
+			copied := cached
+			copied.BaseURL, copied.Values = changed.BaseURL, changed.Values
+			if got := cached.accountFingerprint(p); got != before {
+				t.Errorf("the cached entry answers %s, want %s", got, before)
+			}
+			if got := copied.accountFingerprint(p); got != after {
+				t.Errorf("a changed copy of the cached entry answers %s, want %s", got, after)
+			}
 		})
 	}
 	for _, name := range []string{"storyden", "storx", "katapult", "storable", "dstor"} {

@@ -50,6 +50,9 @@ type connectionEntry struct {
 	// MaxLiveCredentials caps the live credentials of all the connection's
 	// roles together; 0 is no cap.
 	MaxLiveCredentials int `json:"max_live_credentials,omitempty"`
+
+	// account is the fingerprint of the entry as cached (never stored).
+	account *accountMemo
 }
 
 // objectTagLen is the length of a connection's tag in object names.
@@ -100,6 +103,48 @@ func accountFingerprint(p provider.Provider, e *connectionEntry) string {
 	encoded, _ := json.Marshal(parts)
 	sum := sha256.Sum256(encoded)
 	return hex.EncodeToString(sum[:])[:16]
+}
+
+// accountMemo is an account fingerprint with what it was computed from. A
+// cached entry gets one, so every issue does not hash the same account
+// again; a copy of the entry that changed what the fingerprint covers no
+// longer matches it and is hashed afresh. A provider's fields are fixed in
+// the binary, so its account fields' names are kept, not asked again.
+type accountMemo struct {
+	provider, baseURL string
+	names, values     []string // the provider's account fields and their values
+	fingerprint       string
+}
+
+func newAccountMemo(p provider.Provider, e *connectionEntry) *accountMemo {
+	m := &accountMemo{provider: e.Provider, baseURL: e.BaseURL, fingerprint: accountFingerprint(p, e)}
+	for _, f := range accountFields(p) {
+		m.names = append(m.names, f.Name)
+		m.values = append(m.values, e.Values.String(f.Name))
+	}
+	return m
+}
+
+// describes reports whether the memo was computed from what e now holds.
+func (m *accountMemo) describes(e *connectionEntry) bool {
+	if m == nil || m.provider != e.Provider || m.baseURL != e.BaseURL {
+		return false
+	}
+	for i, name := range m.names {
+		if e.Values.String(name) != m.values[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// accountFingerprint is accountFingerprint(p, e), from the entry's memo
+// when it still describes the entry.
+func (e *connectionEntry) accountFingerprint(p provider.Provider) string {
+	if e.account.describes(e) {
+		return e.account.fingerprint
+	}
+	return accountFingerprint(p, e)
 }
 
 // accountFields are the provider's fields that name its upstream account. A

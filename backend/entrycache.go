@@ -100,7 +100,15 @@ func (b *backend) cachedRole(ctx context.Context, s logical.Storage, name string
 
 // cachedConnection is getConnection through the cache; the entry is read-only.
 func (b *backend) cachedConnection(ctx context.Context, s logical.Storage, name string) (*connectionEntry, error) {
-	return cachedRead(b.entries, configStoragePrefix+name, func() (*connectionEntry, error) { return getConnection(ctx, s, name) })
+	return cachedRead(b.entries, configStoragePrefix+name, func() (*connectionEntry, error) {
+		entry, err := getConnection(ctx, s, name)
+		if entry != nil {
+			if p, ok := b.providers.get(entry.Provider); ok {
+				entry.account = newAccountMemo(p, entry)
+			}
+		}
+		return entry, err
+	})
 }
 
 // tracked returns s wrapped so that its writes keep the entry cache in step

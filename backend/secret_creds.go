@@ -61,7 +61,7 @@ func newLeaseInternal(plan *issuePlan, p provider.Provider, name string, cred *p
 	return leaseInternal{
 		Connection: plan.connName, Provider: p.Name(), Role: plan.roleName, Name: name, Ref: cred.Ref,
 		TTL: plan.role.TTL, MaxTTL: plan.role.MaxTTL, ExpiresAt: cred.ExpiresAt,
-		ConnectionTag: plan.conn.Tag, Fingerprint: accountFingerprint(p, plan.conn),
+		ConnectionTag: plan.conn.Tag, Fingerprint: plan.conn.accountFingerprint(p),
 	}
 }
 
@@ -253,7 +253,7 @@ func (b *backend) accountMoved(lease leaseInternal, entry *connectionEntry) erro
 	if !ok || lease.Fingerprint == "" || !b.mayLeaveObjects(entry.Provider) {
 		return nil
 	}
-	current := accountFingerprint(p, entry)
+	current := entry.accountFingerprint(p)
 	if current == lease.Fingerprint {
 		return nil
 	}
