@@ -229,7 +229,7 @@ func run(o options) error {
 		logf("breakdown: KV, the floor of an external plugin, a plugin read without a lease, creds without and with an upstream call")
 		res.breakdown, err = measureBreakdown(ctx, c, []breakdownStep{
 			{label: "KV v2 read (`secret/data/bench`), the baseline", path: kvPath},
-			floorSteps[0], floorSteps[1], floorSteps[2],
+			floorSteps[0], floorSteps[1], floorSteps[2], floorSteps[3],
 			{label: "plugin read without a lease (`storable/roles/app`): a gRPC request to the plugin, which reads one storage entry back through Vault", path: "storable/roles/app"},
 			{label: "creds without an upstream call (`storable/creds/app`, token cached): adds the engine's issue path and Vault's lease", path: "storable/creds/app"},
 			{label: "creds with one upstream call (`storyden/creds/app`): adds one HTTP call to the emulator and the inventory entry", path: "storyden/creds/app"},

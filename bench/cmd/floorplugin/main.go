@@ -9,6 +9,11 @@
 //	       object cannot do without, and nothing else: a storage write
 //	       before the create with the mount's maximum TTL asked alongside
 //	       it, a storage write after it, and an event sent after answering
+//	upstream
+//	       issue with its create: one HTTP exchange through net/http with
+//	       the loopback server the bench names in the plugin's registered
+//	       environment (APIKEYS_BENCH_FLOOR_UPSTREAM), whose answer is
+//	       decoded for its secret: the floor of a credential like Storyden's
 //
 // plain and lease use framework Operations, so each pays the framework's own
 // per-request callback (ReplicationState); issue is routed through the
@@ -18,7 +23,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"time"
 
@@ -74,13 +83,15 @@ func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 			}},
 		}},
 	}
-	b.Paths = append(b.Paths, &framework.Path{Pattern: "issue",
-		//lint:ignore SA1019 the one router of the SDK without a replication-state round trip per request, as the engine's creds path
-		Callbacks: map[logical.Operation]framework.OperationFunc{
-			logical.ReadOperation: func(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-				return issue(ctx, b, req)
-			},
-		}})
+	for pattern, create := range map[string]func(context.Context) (string, error){"issue": nil, "upstream": createUpstream} {
+		b.Paths = append(b.Paths, &framework.Path{Pattern: pattern,
+			//lint:ignore SA1019 the one router of the SDK without a replication-state round trip per request, as the engine's creds path
+			Callbacks: map[logical.Operation]framework.OperationFunc{
+				logical.ReadOperation: func(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+					return issue(ctx, b, req, create)
+				},
+			}})
+	}
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
@@ -90,11 +101,60 @@ func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 // record stands for an inventory entry: about the size of the engine's.
 var record = []byte(`{"schema_version":3,"name":"vault-app-abcdefghijklmnop","role":"app","provider":"floor","state":"pending","created_at":"2026-12-02T00:00:00Z","role_values":{"name_prefix":"vault"}}`)
 
-func issue(ctx context.Context, b *framework.Backend, req *logical.Request) (*logical.Response, error) {
+// upstreamURL is where createUpstream sends its request.
+var upstreamURL = os.Getenv("APIKEYS_BENCH_FLOOR_UPSTREAM")
+
+// upstreamClient keeps a connection per concurrent issue, as the engine's
+// clients do.
+var upstreamClient = func() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	return &http.Client{Transport: t, Timeout: 30 * time.Second}
+}()
+
+// createBody is about the size of the engine's Storyden create request.
+var createBody = []byte(`{"name":"vault-app-abcdefghijklmnop","expires_at":"2026-12-02T01:00:00Z"}`)
+
+// createUpstream is one create upstream: the request, and the answer read
+// for its secret.
+func createUpstream(ctx context.Context) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, upstreamURL, bytes.NewReader(createBody))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := upstreamClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var created struct {
+		Secret string `json:"secret"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("upstream answered %s", resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&created); err != nil {
+		return "", err
+	}
+	return created.Secret, nil
+}
+
+// issue answers a lease after the callbacks of a credential, and create
+// (when set) between the two storage writes.
+func issue(ctx context.Context, b *framework.Backend, req *logical.Request, create func(context.Context) (string, error)) (*logical.Response, error) {
 	maxTTL := make(chan time.Duration, 1)
 	go func() { maxTTL <- b.System().MaxLeaseTTL() }()
 	if err := req.Storage.Put(ctx, &logical.StorageEntry{Key: "pending", Value: record}); err != nil {
 		return nil, err
+	}
+	value := "floor"
+	if create != nil {
+		secret, err := create(ctx)
+		if err != nil {
+			return nil, err
+		}
+		value = secret
 	}
 	ttl := min(<-maxTTL, time.Hour)
 	if err := req.Storage.Put(ctx, &logical.StorageEntry{Key: "live", Value: record}); err != nil {
@@ -103,7 +163,7 @@ func issue(ctx context.Context, b *framework.Backend, req *logical.Request) (*lo
 	go func() {
 		_ = logical.SendEvent(context.Background(), b, "floor/issue", "connection", "main", "provider", "floor", "role", "app", "object", "vault-app-abcdefghijklmnop")
 	}()
-	resp := b.Secret(secretType).Response(map[string]any{"value": "floor"}, nil)
+	resp := b.Secret(secretType).Response(map[string]any{"value": value}, nil)
 	resp.Secret.TTL, resp.Secret.MaxTTL = ttl, ttl
 	return resp, nil
 }
