@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/s3gateway"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/s3grant"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storjsat"
@@ -39,11 +40,11 @@ func newGrantStack(t *testing.T) *grantStack {
 	// The gateway must exist before the auth service, which hands out its
 	// address; the resolver, which needs the auth service, comes after.
 	var resolver atomic.Pointer[s3grant.Resolver]
-	gw := startS3Gateway(t, "s3-storj", func(id string) (string, bool) {
+	gw := startS3Gateway(t, "s3-storj", func(id string) (string, error) {
 		if r := resolver.Load(); r != nil {
 			return r.Resolve(id)
 		}
-		return "", false
+		return "", s3gateway.ErrUnknownKey
 	}, "photos")
 	auth, err := authservice.Start(ctx, authservice.Options{Bin: bin, Dir: t.TempDir(), AllowedSatellites: []string{sat.NodeURL()}, Endpoint: gw.URL()})
 	if err != nil {
@@ -85,7 +86,7 @@ func TestStorjGrant_S3WorksUntilRevoked(t *testing.T) {
 				registerSecret("an issued grant-mode "+k, fmt.Sprint(secret.Data[k]))
 			}
 			before := s.sat.RevokeCalls()
-			s3Lifecycle(t, s.gw, "us-east-1", "photos", secret)
+			s3Lifecycle(t, s.gw, "us-east-1", "photos", secret, "AccessDenied")
 			if s.sat.RevokeCalls() != before+1 {
 				t.Fatalf("the lease revoke made %d satellite calls, want 1", s.sat.RevokeCalls()-before)
 			}

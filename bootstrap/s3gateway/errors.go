@@ -58,6 +58,12 @@ func (e *s3Error) write(w http.ResponseWriter, r *http.Request, requestID string
 	}
 }
 
+// errInternal is S3's answer when the gateway itself fails, here its
+// credential store.
+func errInternal() *s3Error {
+	return &s3Error{status: http.StatusInternalServerError, code: "InternalError", message: "We encountered an internal error. Please try again."}
+}
+
 func errAccessDenied(message string) *s3Error {
 	return &s3Error{status: http.StatusForbidden, code: "AccessDenied", message: message}
 }

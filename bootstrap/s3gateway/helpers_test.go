@@ -31,27 +31,50 @@ const (
 	bucket     = "photos"
 )
 
-// keys is a Resolver whose keys a test can revoke.
+// keys is a Resolver whose keys a test can revoke (forget), refuse (keep
+// with their access refused upstream) or make the store fail for.
 type keys struct {
 	mu      sync.Mutex
 	secrets map[string]string
+	refused map[string]bool
+	failing bool
 }
 
 func newKeys() *keys {
-	return &keys{secrets: map[string]string{liveID: liveSecret, otherID: "other-secret"}}
+	return &keys{secrets: map[string]string{liveID: liveSecret, otherID: "other-secret"}, refused: map[string]bool{}}
 }
 
-func (k *keys) resolve(id string) (string, bool) {
+func (k *keys) resolve(id string) (string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	s, ok := k.secrets[id]
-	return s, ok
+	switch {
+	case k.failing:
+		return "", errors.New("the credential store is down")
+	case !ok:
+		return "", s3gateway.ErrUnknownKey
+	case k.refused[id]:
+		return s, s3gateway.ErrAccessDenied
+	}
+	return s, nil
 }
 
 func (k *keys) revoke(id string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	delete(k.secrets, id)
+}
+
+func (k *keys) refuse(id string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.refused[id] = true
+}
+
+func (k *keys) fail() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.failing = true
 }
 
 type harness struct {

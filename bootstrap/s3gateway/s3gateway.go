@@ -22,6 +22,7 @@ package s3gateway
 import (
 	"crypto/md5"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -46,9 +47,35 @@ const (
 	maxListKeys = 1000
 )
 
-// Resolver returns the secret access key of a live access key id, and false
-// for an id that is unknown or no longer live.
-type Resolver func(accessKeyID string) (secret string, ok bool)
+// Resolver returns the secret access key of an access key id. Its error is
+// ErrUnknownKey for an id the gateway's credential store does not hold, or
+// ErrAccessDenied, with the secret, for one it holds whose access is refused
+// upstream; any other error is the store failing.
+type Resolver func(accessKeyID string) (secret string, err error)
+
+var (
+	// ErrUnknownKey is an access key id the credential store does not
+	// hold: S3 answers 403 InvalidAccessKeyId.
+	ErrUnknownKey = errors.New("s3gateway: unknown access key id")
+	// ErrAccessDenied is an access key id the credential store still
+	// holds, whose access is refused where it is enforced: Storj's gateway
+	// resolves the S3 credentials of a revoked or expired access grant (or
+	// a deleted API key) at its auth service as before, checks the
+	// signature, and only the satellite refuses, which it answers as
+	// 403 AccessDenied.
+	ErrAccessDenied = errors.New("s3gateway: access refused upstream")
+)
+
+// Known adapts a lookup that answers only for live keys: every other id
+// is unknown, as for an access key deleted at S3 or Katapult.
+func Known(lookup func(accessKeyID string) (string, bool)) Resolver {
+	return func(accessKeyID string) (string, error) {
+		if secret, ok := lookup(accessKeyID); ok {
+			return secret, nil
+		}
+		return "", ErrUnknownKey
+	}
+}
 
 // Options configures a Gateway.
 type Options struct {

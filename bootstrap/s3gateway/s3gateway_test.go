@@ -146,6 +146,33 @@ func TestSDKRefusesRevokedAndWrongCredentials(t *testing.T) {
 	}
 }
 
+// A key the store still holds whose access is refused upstream (Storj: a
+// revoked access grant) is checked as any other, and then denied.
+func TestRefusedAccessIsDeniedAfterTheSignature(t *testing.T) {
+	h := start(t, s3gateway.Options{})
+	c := h.client(liveID, liveSecret)
+	put(t, c, "k", "v")
+	h.keys.refuse(liveID)
+	_, err := h.client(liveID, "not-the-secret").ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
+	if code, status := apiError(t, err); code != "SignatureDoesNotMatch" || status != 403 {
+		t.Errorf("refused key, wrong secret = %s %d", code, status)
+	}
+	_, err = c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("k2"), Body: strings.NewReader("v")})
+	if code, status := apiError(t, err); code != "AccessDenied" || status != 403 {
+		t.Errorf("refused key PutObject = %s %d", code, status)
+	}
+	for _, o := range h.srv.Objects() {
+		if o.ID == bucket+"/k2" {
+			t.Error("a refused key stored an object")
+		}
+	}
+	h.keys.fail()
+	_, err = c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(bucket)}, func(o *s3.Options) { o.RetryMaxAttempts = 1 })
+	if code, status := apiError(t, err); code != "InternalError" || status != 500 {
+		t.Errorf("failing credential store = %s %d", code, status)
+	}
+}
+
 // recorder keeps the request headers a handler saw.
 type recorder struct {
 	mu      sync.Mutex

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -78,10 +79,13 @@ func (g *Gateway) authenticate(r *http.Request) (*authResult, *s3Error) {
 	if auth.date != signedAt.Format(scopeDateFmt) {
 		return nil, errMalformedAuth("Invalid credential date. Date is not the same as X-Amz-Date.")
 	}
-	secret, ok := g.resolve(auth.accessKeyID)
-	if !ok {
+	secret, lookupErr := g.resolve(auth.accessKeyID)
+	switch {
+	case errors.Is(lookupErr, ErrUnknownKey):
 		return nil, &s3Error{status: http.StatusForbidden, code: "InvalidAccessKeyId",
 			message: "The AWS Access Key Id you provided does not exist in our records.", accessKeyID: auth.accessKeyID}
+	case lookupErr != nil && !errors.Is(lookupErr, ErrAccessDenied):
+		return nil, errInternal()
 	}
 	if err := checkSignedHeaders(r, auth.signedHeaders); err != nil {
 		return nil, err
@@ -105,6 +109,11 @@ func (g *Gateway) authenticate(r *http.Request) (*authResult, *s3Error) {
 			message: "The difference between the request time and the current time is too large.",
 			extra: [][2]string{{"RequestTime", amzDate}, {"ServerTime", now.UTC().Format(time.RFC3339)},
 				{"MaxAllowedSkewMilliseconds", "900000"}}}
+	}
+	if lookupErr != nil {
+		// ErrAccessDenied: the request is well signed, and refused where
+		// the access is enforced.
+		return nil, errAccessDenied("Access Denied.")
 	}
 	return &authResult{accessKeyID: auth.accessKeyID, payloadHash: payloadHash}, nil
 }

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"storj.io/uplink"
+
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/s3gateway"
 )
 
 // DefaultTimeout bounds one lookup: the auth service call and the check.
@@ -88,13 +90,24 @@ func New(opts Options) (*Resolver, error) {
 	return r, nil
 }
 
-// Resolve returns the secret of accessKeyID while its grant holds, and
-// false otherwise, whatever the reason (see Lookup for the reason).
-func (r *Resolver) Resolve(accessKeyID string) (string, bool) {
+// Resolve is Lookup as the gateway's s3gateway.Resolver: an id the auth
+// service does not know is s3gateway.ErrUnknownKey, a grant the checker
+// refuses s3gateway.ErrAccessDenied with the secret (Storj's gateway checks
+// the signature before the satellite refuses), anything else a failure of
+// the credential store.
+func (r *Resolver) Resolve(accessKeyID string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 	defer cancel()
 	secret, err := r.Lookup(ctx, accessKeyID)
-	return secret, err == nil
+	switch {
+	case errors.Is(err, ErrUnknownKey):
+		return "", fmt.Errorf("%w: %w", s3gateway.ErrUnknownKey, err)
+	case errors.Is(err, ErrRefused):
+		return secret, fmt.Errorf("%w: %w", s3gateway.ErrAccessDenied, err)
+	case err != nil:
+		return "", err
+	}
+	return secret, nil
 }
 
 // accessRecord is the auth service's answer to GET /v1/access/{id}
@@ -107,7 +120,8 @@ type accessRecord struct {
 // Lookup returns the secret of accessKeyID once the auth service knows it,
 // its grant parses and the checker accepts the grant. Errors wrap
 // ErrUnknownKey, ErrBadGrant, ErrRefused or ErrAuthService, and never
-// carry the grant or the secret.
+// carry the grant or the secret; with ErrRefused the secret is returned
+// too, since the gateway checks a request's signature before the refusal.
 func (r *Resolver) Lookup(ctx context.Context, accessKeyID string) (string, error) {
 	rec, err := r.fetch(ctx, accessKeyID)
 	if err != nil {
@@ -117,7 +131,7 @@ func (r *Resolver) Lookup(ctx context.Context, accessKeyID string) (string, erro
 		return "", fmt.Errorf("%w for access key id %s", ErrBadGrant, accessKeyID)
 	}
 	if err := r.checker.CheckGrant(ctx, rec.AccessGrant); err != nil {
-		return "", fmt.Errorf("%w for access key id %s: %w", ErrRefused, accessKeyID, err)
+		return rec.SecretKey, fmt.Errorf("%w for access key id %s: %w", ErrRefused, accessKeyID, err)
 	}
 	return rec.SecretKey, nil
 }

@@ -99,7 +99,7 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	gw := s3gateway.New(func(id string) (string, bool) { return resolver.Load().Resolve(id) },
+	gw := s3gateway.New(func(id string) (string, error) { return resolver.Load().Resolve(id) },
 		s3gateway.Options{Buckets: []string{bucket}})
 	gwServer := httptest.NewServer(gw.Handler())
 	defer gwServer.Close()
@@ -204,11 +204,17 @@ func TestS3WorksUntilTheGrantIsRevoked(t *testing.T) {
 	checker.revoke(grant)
 	_, err := get(ctx, c, "a.txt")
 	var api smithy.APIError
-	if !errors.As(err, &api) || api.ErrorCode() != "InvalidAccessKeyId" {
-		t.Fatalf("GetObject after revocation: %v, want InvalidAccessKeyId", err)
+	// Storj's gateway still resolves the credentials at the auth service
+	// and checks the signature; the satellite refuses the revoked key, and
+	// the gateway answers that as AccessDenied.
+	if !errors.As(err, &api) || api.ErrorCode() != "AccessDenied" {
+		t.Fatalf("GetObject after revocation: %v, want AccessDenied", err)
 	}
 	if _, err := resolver.Load().Lookup(ctx, creds.AccessKeyID); !errors.Is(err, s3grant.ErrRefused) || !errors.Is(err, errRevoked) {
 		t.Errorf("Lookup after revocation: %v, want ErrRefused wrapping the checker's reason", err)
+	}
+	if secret, err := resolver.Load().Resolve(creds.AccessKeyID); !errors.Is(err, s3gateway.ErrAccessDenied) || secret != creds.SecretKey {
+		t.Errorf("Resolve after revocation: %v, want ErrAccessDenied with the secret to check signatures by", err)
 	}
 }
 
@@ -265,8 +271,9 @@ func TestLookupSaysWhy(t *testing.T) {
 			if strings.Contains(err.Error(), creds.SecretKey) || !testutil.CleanText(err.Error()) {
 				t.Errorf("error %q carries the secret or is not one bounded line", err)
 			}
-			if _, ok := r.Resolve(tc.id); ok {
-				t.Error("Resolve accepted what Lookup refused")
+			_, err = r.Resolve(tc.id)
+			if err == nil || errors.Is(err, s3gateway.ErrUnknownKey) != errors.Is(tc.want, s3grant.ErrUnknownKey) {
+				t.Errorf("Resolve = %v for what Lookup refused as %v", err, tc.want)
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/s3gateway"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 )
 
@@ -150,23 +151,25 @@ func (a *AuthService) VerifyS3Credential(accessKeyID, secretKey string) error {
 	return errors.New("no such access key id")
 }
 
-// S3Secret returns the secret key of accessKeyID while the credential is
-// live, as VerifyS3Credential would accept it: its API key exists on the
-// satellite and its grant has not expired. Otherwise, or for an unknown id,
-// it returns false. Its method value is an s3gateway.Resolver.
-func (a *AuthService) S3Secret(accessKeyID string) (string, bool) {
+// S3Secret is the s3gateway.Resolver of StorX's gateway: the secret key of
+// accessKeyID, with s3gateway.ErrAccessDenied while the credential is not
+// live as VerifyS3Credential would see it (its API key deleted or unknown
+// on the satellite, its grant expired: the S3 credentials themselves are
+// never deleted, so the gateway still resolves them and the satellite
+// refuses), and s3gateway.ErrUnknownKey for an id never issued.
+func (a *AuthService) S3Secret(accessKeyID string) (string, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, rec := range a.records {
 		if rec.accessKeyID != accessKeyID {
 			continue
 		}
-		if credentialState(rec, a.sat.keyView(rec.grant.APIKeyHead), a.sat.now()) != credentialActive {
-			return "", false
+		if state := credentialState(rec, a.sat.keyView(rec.grant.APIKeyHead), a.sat.now()); state != credentialActive {
+			return rec.secret, fmt.Errorf("%w: %s", s3gateway.ErrAccessDenied, state)
 		}
-		return rec.secret, true
+		return rec.secret, nil
 	}
-	return "", false
+	return "", s3gateway.ErrUnknownKey
 }
 
 func credentialState(rec *accessRecord, key keyView, now time.Time) string {

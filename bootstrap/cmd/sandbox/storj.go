@@ -40,11 +40,11 @@ func (s *storjStack) build() (sandbox.Emulator, map[string]string, error) {
 	return gw, map[string]string{"bucket": storjBucket}, nil
 }
 
-func (s *storjStack) resolve(accessKeyID string) (string, bool) {
+func (s *storjStack) resolve(accessKeyID string) (string, error) {
 	if r := s.resolver.Load(); r != nil {
 		return r.Resolve(accessKeyID)
 	}
-	return "", false
+	return "", s3gateway.ErrUnknownKey
 }
 
 // attach starts the satellite and the auth service behind the gateway srv
