@@ -194,7 +194,11 @@ func TestStoryden_FailingUpstreamDeleteIsRetried(t *testing.T) {
 	})
 
 	// An expiring lease whose first revoke fails is retried the same way.
-	mustCLI(t, "", "write", f.mount+"/roles/short", "connection=main", "ttl=2s", "max_ttl=2s")
+	// The key itself expires upstream only at max_ttl, so it stops working
+	// because the retried revoke deleted it (and a max_ttl of a second or
+	// two would leave a busy machine's issue under a second of upstream
+	// life, which the engine refuses as too short for a lease).
+	mustCLI(t, "", "write", f.mount+"/roles/short", "connection=main", "ttl=2s", "max_ttl=1h")
 	short := cliJSON(t, "read", f.mount+"/creds/short")
 	// Aimed at this key only: a late duplicate retry of the first lease's
 	// revoke would otherwise take the one failure.
