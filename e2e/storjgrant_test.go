@@ -3,11 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/s3gateway"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/s3grant"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/sandbox"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/storjsat"
@@ -39,13 +37,8 @@ func newGrantStack(t *testing.T) *grantStack {
 	t.Cleanup(sat.Close)
 	// The gateway must exist before the auth service, which hands out its
 	// address; the resolver, which needs the auth service, comes after.
-	var resolver atomic.Pointer[s3grant.Resolver]
-	gw := startS3Gateway(t, "s3-storj", func(id string) (string, error) {
-		if r := resolver.Load(); r != nil {
-			return r.Resolve(id)
-		}
-		return "", s3gateway.ErrUnknownKey
-	}, "photos")
+	var resolver s3grant.Pending
+	gw := startS3Gateway(t, "s3-storj", resolver.Resolve, "photos")
 	auth, err := authservice.Start(ctx, authservice.Options{Bin: bin, Dir: t.TempDir(), AllowedSatellites: []string{sat.NodeURL()}, Endpoint: gw.URL()})
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"storj.io/uplink"
@@ -88,6 +89,19 @@ func New(opts Options) (*Resolver, error) {
 		r.timeout = DefaultTimeout
 	}
 	return r, nil
+}
+
+// Pending holds a Resolver set after the gateway that uses it started: the
+// auth service needs the gateway's address before it runs, and the
+// Resolver needs the auth service. Until it is set every key is unknown.
+type Pending struct{ atomic.Pointer[Resolver] }
+
+// Resolve is the set Resolver's Resolve, an s3gateway.Resolver.
+func (p *Pending) Resolve(accessKeyID string) (string, error) {
+	if r := p.Load(); r != nil {
+		return r.Resolve(accessKeyID)
+	}
+	return "", s3gateway.ErrUnknownKey
 }
 
 // Resolve is Lookup as the gateway's s3gateway.Resolver: an id the auth

@@ -12,7 +12,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,7 +39,7 @@ var (
 	// checker stands in for the satellite: tests revoke grants on it.
 	checker = &revocations{revoked: map[string]bool{}}
 	// resolver is set once the authservice runs, before any test.
-	resolver atomic.Pointer[s3grant.Resolver]
+	resolver s3grant.Pending
 )
 
 // revocations is a GrantChecker that refuses the grants a test revoked,
@@ -99,7 +98,7 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	gw := s3gateway.New(func(id string) (string, error) { return resolver.Load().Resolve(id) },
+	gw := s3gateway.New(resolver.Resolve,
 		s3gateway.Options{Buckets: []string{bucket}})
 	gwServer := httptest.NewServer(gw.Handler())
 	defer gwServer.Close()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync/atomic"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/s3gateway"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/bootstrap/s3grant"
@@ -24,7 +23,7 @@ const storjBucket = "sandbox-photos"
 // gateway resolves keys through the auth service, so it refuses every key
 // until attach has run.
 type storjStack struct {
-	resolver atomic.Pointer[s3grant.Resolver]
+	resolver s3grant.Pending
 }
 
 var theStorj storjStack
@@ -36,15 +35,8 @@ func (s *storjStack) build() (sandbox.Emulator, map[string]string, error) {
 	if os.Getenv("AUTHSERVICE_BIN") == "" {
 		return nil, nil, fmt.Errorf("%w: set AUTHSERVICE_BIN to the Storj auth service binary (make authservice prints its path)", errSkipped)
 	}
-	gw := s3gateway.New(s.resolve, s3gateway.Options{Name: "storj", Buckets: []string{storjBucket}})
+	gw := s3gateway.New(s.resolver.Resolve, s3gateway.Options{Name: "storj", Buckets: []string{storjBucket}})
 	return gw, map[string]string{"bucket": storjBucket}, nil
-}
-
-func (s *storjStack) resolve(accessKeyID string) (string, error) {
-	if r := s.resolver.Load(); r != nil {
-		return r.Resolve(accessKeyID)
-	}
-	return "", s3gateway.ErrUnknownKey
 }
 
 // attach starts the satellite and the auth service behind the gateway srv
