@@ -100,24 +100,11 @@ func runCompare(ctx context.Context, o options, v *vaultServer, root, tmp string
 
 	for _, t := range other {
 		logf("compare: throughput of %s, 8 clients", t.name)
-		r := pairResult{provider: t.name, clients: 8}
-		paths := [2]string{byName[t.name].path, t.path}
-		for round := 0; round < o.rounds; round++ {
-			for k := 0; k < 2; k++ {
-				i := (k + round) % 2
-				own := [2]int{pluginA, pluginB}[i]
-				before, beforeOwn, beforeVault := totalCPU(v.PID(), pluginA, pluginB), cpuTime(own), cpuTime(v.PID())
-				ops, _, elapsed, first := burst(ctx, c, paths[i], 8, o.slice, 20000)
-				if first != nil {
-					return fmt.Errorf("%s: %w", paths[i], first)
-				}
-				r.cpu[i] += totalCPU(v.PID(), pluginA, pluginB) - before
-				r.pluginCPU[i] += cpuTime(own) - beforeOwn
-				r.vaultCPU[i] += cpuTime(v.PID()) - beforeVault
-				r.ops[i] += ops
-				r.elapsed[i] += elapsed
-			}
+		r, err := measurePair(ctx, c, v.PID(), [2]string{byName[t.name].path, t.path}, [2]int{pluginA, pluginB}, o.rounds, o.slice)
+		if err != nil {
+			return err
 		}
+		r.provider = t.name
 		res.throughput = append(res.throughput, r)
 	}
 
@@ -134,6 +121,29 @@ func runCompare(ctx context.Context, o options, v *vaultServer, root, tmp string
 		}
 	}
 	return nil
+}
+
+// measurePair reads two paths with 8 clients in alternating slices, rounds
+// slices each, the first path first in even rounds; pids are the plugin
+// processes that serve them, each side's plugin CPU taken from its own.
+func measurePair(ctx context.Context, c *api.Client, vaultPID int, paths [2]string, pids [2]int, rounds int, slice time.Duration) (pairResult, error) {
+	r := pairResult{clients: 8}
+	for round := 0; round < rounds; round++ {
+		for k := 0; k < 2; k++ {
+			i := (k + round) % 2
+			before, beforeOwn, beforeVault := totalCPU(vaultPID, pids[0], pids[1]), cpuTime(pids[i]), cpuTime(vaultPID)
+			ops, _, elapsed, first := burst(ctx, c, paths[i], 8, slice, 20000)
+			if first != nil {
+				return r, fmt.Errorf("%s: %w", paths[i], first)
+			}
+			r.cpu[i] += totalCPU(vaultPID, pids[0], pids[1]) - before
+			r.pluginCPU[i] += cpuTime(pids[i]) - beforeOwn
+			r.vaultCPU[i] += cpuTime(vaultPID) - beforeVault
+			r.ops[i] += ops
+			r.elapsed[i] += elapsed
+		}
+	}
+	return r, ctx.Err()
 }
 
 func totalCPU(pids ...int) time.Duration {

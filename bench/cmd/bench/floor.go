@@ -70,6 +70,23 @@ func measureFloorCPU(ctx context.Context, c *api.Client, v *vaultServer, o optio
 	return out, ctx.Err()
 }
 
+// storydenCredsPath is the engine's credential against which
+// `floor/upstream` is read side by side.
+const storydenCredsPath = "storyden/creds/app"
+
+// measureBesideFloor reads storyden creds and `floor/upstream` in
+// alternating slices at 8 clients (twice section 3's rounds), so that the
+// engine's CPU above the floor is not a difference of two figures taken
+// minutes apart, each drifting with the machine.
+func measureBesideFloor(ctx context.Context, c *api.Client, v *vaultServer, enginePID int, o options) (pairResult, error) {
+	floorPID, err := v.pluginPIDOf(floorName)
+	if err != nil {
+		return pairResult{}, err
+	}
+	logf("throughput: %s beside %s, 8 clients", storydenCredsPath, floorUpstreamRead.path)
+	return measurePair(ctx, c, v.PID(), [2]string{storydenCredsPath, floorUpstreamRead.path}, [2]int{enginePID, floorPID}, 2*o.rounds, o.slice)
+}
+
 // floorCreated is the loopback upstream's answer to the floor plugin's
 // create, about the size of Storyden's.
 var floorCreated = []byte(`{"id":"d4f5k2h0tcqijimphimg","name":"vault-app-abcdefghijklmnop","secret":"sdpak_floorfloorfloorfloorfloorfloor","enabled":true,"created_at":"2026-12-02T00:00:00Z","expires_at":"2026-12-02T01:00:00Z"}`)

@@ -143,7 +143,10 @@ type results struct {
 	cli          breakdownResult
 	throughput   []throughputResult
 	// floorCPU is the floor plugin's reads at 8 clients, for the CPU table.
-	floorCPU  []throughputResult
+	floorCPU []throughputResult
+	// beside is storyden creds and `floor/upstream` in alternating slices
+	// at 8 clients, each side's plugin CPU from its own process.
+	beside    pairResult
 	bucketACL []aclResult
 	scaling   []scaleResult
 	profile   pluginProfile
@@ -301,6 +304,9 @@ func run(o options) error {
 			}
 		}
 		if res.floorCPU, err = measureFloorCPU(ctx, c, v, o); err != nil {
+			return err
+		}
+		if res.beside, err = measureBesideFloor(ctx, c, v, res.rss.pluginPID, o); err != nil {
 			return err
 		}
 	}
