@@ -179,6 +179,7 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 	}
 	req.Storage = b.tracked(req.Storage)
 	if routesToIssue(req) {
+		growStack()
 		return b.issueRouter.HandleRequest(ctx, req)
 	}
 	resp, err := b.Backend.HandleRequest(ctx, req)
