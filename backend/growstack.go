@@ -11,6 +11,6 @@ var stackSink byte
 //
 //go:noinline
 func growStack() {
-	var frame [16 << 10]byte
+	var frame [8 << 10]byte
 	stackSink = frame[int(stackSink)%len(frame)]
 }
