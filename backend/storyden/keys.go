@@ -34,6 +34,19 @@ type accessKey struct {
 	Secret    string     `json:"secret"`
 }
 
+// newAccessKey is the body of a create.
+type newAccessKey struct {
+	Name      string `json:"name"`
+	ExpiresAt string `json:"expires_at,omitempty"`
+}
+
+// createdAccessKey is what an issue reads of a create's answer.
+type createdAccessKey struct {
+	ID        string     `json:"id"`
+	ExpiresAt *time.Time `json:"expires_at"`
+	Secret    string     `json:"secret"`
+}
+
 // Verify implements provider.Connection: the session must sign in, see its own
 // account and be allowed to list (and so to create) personal access keys.
 func (c *connection) Verify(ctx context.Context) error {
@@ -61,9 +74,9 @@ func (c *connection) expectOK(ctx context.Context, req provider.Request) error {
 // Issue implements provider.Connection.
 func (c *connection) Issue(ctx context.Context, req provider.IssueRequest) (*provider.Credential, error) {
 	expiresAt := req.ExpiresAt.UTC().Truncate(time.Second)
-	body := map[string]any{"name": req.Name}
+	body := newAccessKey{Name: req.Name}
 	if !expiresAt.IsZero() {
-		body["expires_at"] = expiresAt.Format(time.RFC3339)
+		body.ExpiresAt = expiresAt.Format(time.RFC3339)
 	}
 	httpReq, err := provider.JSONRequest("create access key "+req.Name, http.MethodPost, "/api/auth/access-keys", body)
 	if err != nil {
@@ -76,7 +89,7 @@ func (c *connection) Issue(ctx context.Context, req provider.IssueRequest) (*pro
 	if resp.Status != http.StatusOK && resp.Status != http.StatusCreated {
 		return nil, upstreamError(httpReq.Op, resp)
 	}
-	var key accessKey
+	var key createdAccessKey
 	if err := provider.DecodeJSON(Name, httpReq.Op, resp, &key); err != nil {
 		return nil, err
 	}
