@@ -28,25 +28,43 @@ var compareMounts = []string{comparePrefix + "storyden", comparePrefix + "dstor"
 type compareResult struct {
 	dir        string
 	latency    breakdownResult
-	throughput []pairResult
+	throughput []sideBySide
 	revokes    []revokeResult // this tree, then the compare tree, per mode
 }
 
-// pairResult is two paths read in alternating slices by the same clients.
-type pairResult struct {
+// sideBySide is paths read in turn, slice after slice, by the same clients.
+type sideBySide struct {
 	provider string
 	clients  int
-	ops      [2]int
-	elapsed  [2]time.Duration
-	// cpu is the CPU time of every process (vault, both plugins, the bench)
-	// during each side's slices; pluginCPU is that of the side's own plugin
-	// process, vaultCPU the vault server's.
-	cpu, pluginCPU, vaultCPU [2]time.Duration
+	ops      []int
+	elapsed  []time.Duration
+	// cpu is the CPU time of every process (vault, the sides' plugins, the
+	// bench) during each side's slices; pluginCPU is that of the side's own
+	// plugin process, vaultCPU the vault server's.
+	cpu, pluginCPU, vaultCPU []time.Duration
 }
 
-func (r pairResult) rate(i int) float64 { return float64(r.ops[i]) / r.elapsed[i].Seconds() }
+func (r sideBySide) rate(i int) float64 { return float64(r.ops[i]) / r.elapsed[i].Seconds() }
 
-func (r pairResult) cpuPerOp(i int) time.Duration { return per(r.cpu[i], r.ops[i]) }
+func (r sideBySide) cpuPerOp(i int) time.Duration { return per(r.cpu[i], r.ops[i]) }
+
+// pluginCPUPerOp is side i's plugin CPU per read, 0 before any read.
+func (r sideBySide) pluginCPUPerOp(i int) time.Duration {
+	if i >= len(r.ops) || r.ops[i] == 0 {
+		return 0
+	}
+	return per(r.pluginCPU[i], r.ops[i])
+}
+
+// measured reports whether every side has reads.
+func (r sideBySide) measured() bool {
+	for _, n := range r.ops {
+		if n == 0 {
+			return false
+		}
+	}
+	return len(r.ops) > 0
+}
 
 // runCompare builds the plugin from dir, registers it as compareVersion
 // beside this tree's, and measures both side by side: latency in one
@@ -100,7 +118,7 @@ func runCompare(ctx context.Context, o options, v *vaultServer, root, tmp string
 
 	for _, t := range other {
 		logf("compare: throughput of %s, 8 clients", t.name)
-		r, err := measurePair(ctx, c, v.PID(), [2]string{byName[t.name].path, t.path}, [2]int{pluginA, pluginB}, o.rounds, o.slice)
+		r, err := measureSides(ctx, c, v.PID(), []string{byName[t.name].path, t.path}, []int{pluginA, pluginB}, o.rounds, o.slice)
 		if err != nil {
 			return err
 		}
@@ -123,20 +141,24 @@ func runCompare(ctx context.Context, o options, v *vaultServer, root, tmp string
 	return nil
 }
 
-// measurePair reads two paths with 8 clients in alternating slices, rounds
-// slices each, the first path first in even rounds; pids are the plugin
-// processes that serve them, each side's plugin CPU taken from its own.
-func measurePair(ctx context.Context, c *api.Client, vaultPID int, paths [2]string, pids [2]int, rounds int, slice time.Duration) (pairResult, error) {
-	r := pairResult{clients: 8}
+// measureSides reads paths with 8 clients in turn, one slice each per
+// round, each round starting one path later than the one before; pids are
+// the plugin processes that serve them, each side's plugin CPU taken from
+// its own.
+func measureSides(ctx context.Context, c *api.Client, vaultPID int, paths []string, pids []int, rounds int, slice time.Duration) (sideBySide, error) {
+	n := len(paths)
+	r := sideBySide{clients: 8, ops: make([]int, n), elapsed: make([]time.Duration, n),
+		cpu: make([]time.Duration, n), pluginCPU: make([]time.Duration, n), vaultCPU: make([]time.Duration, n)}
+	all := append([]int{vaultPID}, pids...)
 	for round := 0; round < rounds; round++ {
-		for k := 0; k < 2; k++ {
-			i := (k + round) % 2
-			before, beforeOwn, beforeVault := totalCPU(vaultPID, pids[0], pids[1]), cpuTime(pids[i]), cpuTime(vaultPID)
+		for k := 0; k < n; k++ {
+			i := (k + round) % n
+			before, beforeOwn, beforeVault := totalCPU(all...), cpuTime(pids[i]), cpuTime(vaultPID)
 			ops, _, elapsed, first := burst(ctx, c, paths[i], 8, slice, 20000)
 			if first != nil {
 				return r, fmt.Errorf("%s: %w", paths[i], first)
 			}
-			r.cpu[i] += totalCPU(vaultPID, pids[0], pids[1]) - before
+			r.cpu[i] += totalCPU(all...) - before
 			r.pluginCPU[i] += cpuTime(pids[i]) - beforeOwn
 			r.vaultCPU[i] += cpuTime(vaultPID) - beforeVault
 			r.ops[i] += ops
@@ -172,7 +194,7 @@ func compareMarkdown(res *compareResult, o options) string {
 	}
 	w("\n| creds, 8 clients | this tree creds/s | compare tree creds/s | **compare / this** | CPU per credential, this tree (all processes) | compare tree | **compare / this** | plugin CPU per credential, this tree | compare tree | **compare / this** | vault CPU per credential, this tree | compare tree |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range res.throughput {
-		pa, pc := per(r.pluginCPU[0], r.ops[0]), per(r.pluginCPU[1], r.ops[1])
+		pa, pc := r.pluginCPUPerOp(0), r.pluginCPUPerOp(1)
 		w("| %s | %.0f | %.0f | **%.2f** | %s | %s | **%.2f** | %s | %s | **%.2f** | %s | %s |\n", r.provider, r.rate(0), r.rate(1), r.rate(1)/r.rate(0),
 			us(r.cpuPerOp(0)), us(r.cpuPerOp(1)), ratio(r.cpuPerOp(1), r.cpuPerOp(0)), us(pa), us(pc), ratio(pc, pa),
 			us(per(r.vaultCPU[0], r.ops[0])), us(per(r.vaultCPU[1], r.ops[1])))

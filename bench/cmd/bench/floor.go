@@ -78,13 +78,13 @@ const storydenCredsPath = "storyden/creds/app"
 // alternating slices at 8 clients (twice section 3's rounds), so that the
 // engine's CPU above the floor is not a difference of two figures taken
 // minutes apart, each drifting with the machine.
-func measureBesideFloor(ctx context.Context, c *api.Client, v *vaultServer, enginePID int, o options) (pairResult, error) {
+func measureBesideFloor(ctx context.Context, c *api.Client, v *vaultServer, enginePID int, o options) (sideBySide, error) {
 	floorPID, err := v.pluginPIDOf(floorName)
 	if err != nil {
-		return pairResult{}, err
+		return sideBySide{}, err
 	}
 	logf("throughput: %s beside %s, 8 clients", storydenCredsPath, floorUpstreamRead.path)
-	return measurePair(ctx, c, v.PID(), [2]string{storydenCredsPath, floorUpstreamRead.path}, [2]int{enginePID, floorPID}, 2*o.rounds, o.slice)
+	return measureSides(ctx, c, v.PID(), []string{storydenCredsPath, floorUpstreamRead.path}, []int{enginePID, floorPID}, 2*o.rounds, o.slice)
 }
 
 // floorCreated is the loopback upstream's answer to the floor plugin's

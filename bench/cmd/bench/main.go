@@ -54,10 +54,11 @@ type options struct {
 	scaleRounds  int
 	phases       map[string]bool
 	compare      string
+	baseline     string
 }
 
 // allPhases are the bench's phases in the order they run.
-var allPhases = []string{"breakdown", "cli", "latency", "throughput", "scaling", "bucket-acl", "profile", "revoke", "rss"}
+var allPhases = []string{"breakdown", "cli", "latency", "throughput", "baseline", "scaling", "bucket-acl", "profile", "revoke", "rss"}
 
 func main() {
 	var o options
@@ -82,6 +83,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 14*time.Minute, "stop everything after this long")
 	flag.StringVar(&o.pprofDir, "pprof", "", "also save CPU profiles of the vault server under load into this folder, and keep the plugin's there (default: a temporary folder)")
 	flag.StringVar(&o.compare, "compare", "", "also build the plugin from this source tree and measure it side by side with this tree's (before/after of an engine change)")
+	flag.StringVar(&o.baseline, "baseline", defaultBaseline, "commit of this repository whose plugin the baseline phase builds and reads side by side with this tree's (issue 19's 916 µs was measured on the default)")
 	phases := flag.String("phases", "all", "comma-separated phases to run, of "+strings.Join(allPhases, ",")+"; a partial run only prints its tables")
 	flag.Parse()
 	o.phases = map[string]bool{}
@@ -140,13 +142,14 @@ type results struct {
 	latency      []latencyResult
 	breakdown    breakdownResult
 	compare      *compareResult
+	baseline     baselineResult
 	cli          breakdownResult
 	throughput   []throughputResult
 	// floorCPU is the floor plugin's reads at 8 clients, for the CPU table.
 	floorCPU []throughputResult
 	// beside is storyden creds and `floor/upstream` in alternating slices
 	// at 8 clients, each side's plugin CPU from its own process.
-	beside    pairResult
+	beside    sideBySide
 	bucketACL []aclResult
 	scaling   []scaleResult
 	profile   pluginProfile
@@ -223,7 +226,7 @@ func run(o options) error {
 	res.rss.pluginPID, res.rss.vaultPID = pid, v.PID()
 	res.rss.pluginAtStart, _ = rssKiB(pid)
 
-	if o.phases["breakdown"] || o.phases["throughput"] {
+	if o.phases["breakdown"] || o.phases["throughput"] || o.phases["baseline"] {
 		if err := mountFloor(ctx, c, root, filepath.Join(dir, "plugins")); err != nil {
 			return err
 		}
@@ -307,6 +310,12 @@ func run(o options) error {
 			return err
 		}
 		if res.beside, err = measureBesideFloor(ctx, c, v, res.rss.pluginPID, o); err != nil {
+			return err
+		}
+	}
+
+	if o.phases["baseline"] && o.baseline != "" {
+		if res.baseline, err = measureBaseline(ctx, o, v, root, dir, emus); err != nil {
 			return err
 		}
 	}

@@ -175,11 +175,12 @@ func markdown(res *results) string {
 				us(per(r.credsCPU.bench, r.credsOps)), us(total), ratio(total, kvTotal))
 		}
 	}
-	if b := res.beside; b.ops[0] > 0 && b.ops[1] > 0 {
-		engine, floor := per(b.pluginCPU[0], b.ops[0]), per(b.pluginCPU[1], b.ops[1])
+	if b := res.beside; b.measured() {
+		engine, floor := b.pluginCPUPerOp(0), b.pluginCPUPerOp(1)
 		w("\nSide by side: `%s` and `%s` read in alternating slices (%d of %s each, 8 clients), each plugin's CPU from its own process: the engine %s per credential, the floor plugin %s, so the engine's own work above the floor is **%s** (%.2f× the floor). Figures taken in different slices of the table above drift with the machine by up to ±10%%; these two do not.\n",
 			storydenCredsPath, floorUpstreamRead.path, 2*o.rounds, o.slice, us(engine), us(floor), us(engine-floor), ratio(engine, floor))
 	}
+	w("%s", baselineMarkdown(res.baseline, o))
 
 	w("\n### 2. Upstream calls per credential against the floor\n\n")
 	w("Counted by the emulators (`Calls()`) over the measured reads of section 1 only, so one-time session set-up (sign-in, developer login, user token, bearer token) made during warm-up is excluded.\n\n")
@@ -295,12 +296,15 @@ func targetLines(res *results) []string {
 				line += fmt.Sprintf("; the floor plugin's credential with one upstream call (`floor/upstream`) costs %s, so the target leaves the engine %s of its own, and it takes %s",
 					us(floor), us(targetStorydenPluginCPU-floor), us(got-floor))
 			}
-			if b := res.beside; b.ops[0] > 0 && b.ops[1] > 0 {
-				engine, floor := per(b.pluginCPU[0], b.ops[0]), per(b.pluginCPU[1], b.ops[1])
+			if b := res.beside; b.measured() {
+				engine, floor := b.pluginCPUPerOp(0), b.pluginCPUPerOp(1)
 				line += fmt.Sprintf(" (side by side: engine %s, floor %s, the engine's own %s)", us(engine), us(floor), us(engine-floor))
 			}
 			out = append(out, line)
 		}
+	}
+	if line, ok := baselineTargetLine(res.baseline); ok {
+		out = append(out, line)
 	}
 	for _, r := range res.latency {
 		if r.latencyMS == 0 {
