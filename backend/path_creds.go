@@ -242,7 +242,7 @@ func (b *backend) issue(ctx context.Context, s logical.Storage, plan *issuePlan,
 	// conn was opened for this provider, so the registry has it.
 	prov, _ := b.providers.get(entry.Provider)
 	lease := newLeaseInternal(plan, prov, objectName, cred)
-	resp := b.Secret(secretCredentialType).Response(cred.Data, lease.toMap())
+	resp := lease.response(b.Secret(secretCredentialType), cred.Data)
 	resp.Secret.TTL, resp.Secret.MaxTTL = plan.ttl, plan.maxTTL
 	if !cred.ExpiresAt.IsZero() {
 		untilExpiry := time.Until(cred.ExpiresAt).Truncate(time.Second)

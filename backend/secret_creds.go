@@ -20,6 +20,8 @@ const secretCredentialType = "apikeys_credential"
 
 // Internal data keys of a lease.
 const (
+	// internalSecretType is the framework's own key (see framework.Secret.Response).
+	internalSecretType = "secret_type"
 	internalConnection = "connection"
 	internalProvider   = "provider"
 	internalRole       = "role"
@@ -65,12 +67,28 @@ func newLeaseInternal(plan *issuePlan, p provider.Provider, name string, cred *p
 	}
 }
 
-func (l leaseInternal) toMap() map[string]any {
-	ref := map[string]any{}
+// response is the lease of a credential with data as the framework's
+// Secret.Response makes it (no default TTL, renewable), with the internal
+// data built once: Secret.Response would copy it into a map of its own.
+func (l leaseInternal) response(secret *framework.Secret, data map[string]any) *logical.Response {
+	return &logical.Response{
+		Secret: &logical.Secret{
+			LeaseOptions: logical.LeaseOptions{TTL: secret.DefaultDuration, Renewable: secret.Renewable()},
+			InternalData: l.internalData(secret.Type),
+		},
+		Data: data,
+	}
+}
+
+// internalData is the lease's internal data, with the secret type by which
+// the framework routes its renew and revoke.
+func (l leaseInternal) internalData(secretType string) map[string]any {
+	ref := make(map[string]any, len(l.Ref))
 	for k, v := range l.Ref {
 		ref[k] = v
 	}
 	m := map[string]any{
+		internalSecretType: secretType,
 		internalConnection: l.Connection,
 		internalProvider:   l.Provider,
 		internalRole:       l.Role,
