@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -52,30 +51,35 @@ type baselineResult struct {
 	sides   sideBySide
 }
 
-// measureBaseline exports the baseline commit from this repository's
-// history, builds both plugins, mounts each at its own storyden mount and
-// reads the two and `floor/upstream` in turn at 8 clients.
+// measureBaseline builds the baseline commit's plugin from this checkout's
+// history (cached, as the upgrade tests' release) and this tree's again,
+// mounts each at its own storyden mount and reads the two and
+// `floor/upstream` in turn at 8 clients.
 func measureBaseline(ctx context.Context, o options, v *vaultServer, root, tmp string, emus *emulators) (baselineResult, error) {
 	res := baselineResult{rev: o.baseline}
-	src := filepath.Join(tmp, "baseline-src")
-	if err := exportCommit(ctx, root, o.baseline, src); err != nil {
+	plugins := filepath.Join(tmp, "plugins")
+	logf("baseline: building the plugin of %s and this tree's again", o.baseline)
+	released, err := devvault.ReleasedPlugin(ctx, root, o.baseline, baselineVersion)
+	if err != nil {
 		res.skipped = err.Error()
 		logf("baseline: skipped: %v", err)
 		return res, nil
 	}
-	plugins := filepath.Join(tmp, "plugins")
-	logf("baseline: building the plugin of %s and this tree's again", o.baseline)
-	builds := []struct{ root, file, version, mount string }{
-		{src, baselineFile, baselineVersion, baselineMount},
-		{root, besideFile, besideVersion, besideMount},
+	baselineBin := filepath.Join(plugins, baselineFile)
+	if err := copyExecutable(released, baselineBin); err != nil {
+		return res, err
+	}
+	thisBin, err := devvault.BuildPlugin(ctx, root, plugins, besideFile, besideVersion)
+	if err != nil {
+		return res, err
+	}
+	builds := []struct{ bin, file, version, mount string }{
+		{baselineBin, baselineFile, baselineVersion, baselineMount},
+		{thisBin, besideFile, besideVersion, besideMount},
 	}
 	paths, pids := make([]string, len(builds)+1), make([]int, len(builds)+1)
 	for i, b := range builds {
-		bin, err := devvault.BuildPlugin(ctx, b.root, plugins, b.file, b.version)
-		if err != nil {
-			return res, err
-		}
-		if err := v.register(ctx, root, bin, b.version, "", b.mount); err != nil {
+		if err := v.register(ctx, root, b.bin, b.version, "", b.mount); err != nil {
 			return res, err
 		}
 		t, err := newStoryden(v.client, emus, b.mount, nil)
@@ -94,7 +98,6 @@ func measureBaseline(ctx context.Context, o options, v *vaultServer, root, tmp s
 	if err := warmUp(ctx, v.client, paths[sideFloor], o.warm); err != nil {
 		return res, err
 	}
-	var err error
 	if pids[sideFloor], err = v.pluginPIDOf(floorName); err != nil {
 		return res, err
 	}
@@ -103,31 +106,14 @@ func measureBaseline(ctx context.Context, o options, v *vaultServer, root, tmp s
 	return res, err
 }
 
-// exportCommit writes the tree of rev, from the repository at root, into dir.
-func exportCommit(ctx context.Context, root, rev, dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	archive := exec.CommandContext(ctx, "git", "-C", root, "archive", "--format=tar", rev)
-	extract := exec.CommandContext(ctx, "tar", "-x", "-C", dir)
-	pipe, err := archive.StdoutPipe()
+// copyExecutable copies the binary at from to to, executable: the plugin
+// directory must hold what Vault runs.
+func copyExecutable(from, to string) error {
+	body, err := os.ReadFile(from)
 	if err != nil {
 		return err
 	}
-	extract.Stdin = pipe
-	var stderr strings.Builder
-	archive.Stderr = &stderr
-	if err := extract.Start(); err != nil {
-		return err
-	}
-	archiveErr := archive.Run()
-	if err := extract.Wait(); archiveErr == nil && err != nil {
-		archiveErr = err
-	}
-	if archiveErr != nil {
-		return fmt.Errorf("commit %s is not in this checkout's history (git archive: %v %s)", rev, archiveErr, strings.TrimSpace(stderr.String()))
-	}
-	return nil
+	return os.WriteFile(to, body, 0o755)
 }
 
 // warmUp reads path n times, so that its plugin process is up and its
