@@ -11,6 +11,7 @@ import (
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/plugingc"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/pluginlog"
 )
 
 func main() {
@@ -20,7 +21,12 @@ func main() {
 	if err := flags.Parse(os.Args[1:]); err != nil {
 		fatal(err)
 	}
+	logger, problem := pluginlog.New(os.Stderr, os.Getenv(pluginlog.LevelEnv))
+	if problem != "" {
+		logger.Warn(problem)
+	}
 	err := plugin.ServeMultiplex(&plugin.ServeOpts{
+		Logger:             logger,
 		BackendFactoryFunc: backend.Factory,
 		// Vault before 1.12 talks to plugins over mutual TLS set up here.
 		TLSProviderFunc: api.VaultPluginTLSProvider(meta.GetTLSConfig()),
