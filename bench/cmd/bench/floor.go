@@ -70,10 +70,6 @@ func measureFloorCPU(ctx context.Context, c *api.Client, v *vaultServer, o optio
 	return out, ctx.Err()
 }
 
-// storydenCredsPath is the engine's credential against which
-// `floor/upstream` is read side by side.
-const storydenCredsPath = "storyden/creds/app"
-
 // measureBesideFloor reads storyden creds and `floor/upstream` in
 // alternating slices at 8 clients (twice section 3's rounds), so that the
 // engine's CPU above the floor is not a difference of two figures taken

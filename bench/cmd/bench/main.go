@@ -238,7 +238,7 @@ func run(o options) error {
 			floorSteps[0], floorSteps[1], floorSteps[2], floorSteps[3],
 			{label: "plugin read without a lease (`storable/roles/app`): a gRPC request to the plugin, which reads one storage entry back through Vault", path: "storable/roles/app"},
 			{label: "creds without an upstream call (`storable/creds/app`, token cached): adds the engine's issue path and Vault's lease", path: "storable/creds/app"},
-			{label: "creds with one upstream call (`storyden/creds/app`): adds one HTTP call to the emulator and the inventory entry", path: "storyden/creds/app"},
+			{label: "creds with one upstream call (`storyden/creds/app`): adds one HTTP call to the emulator and the inventory entry", path: storydenCredsPath},
 		}, o.warm, o.reads)
 		if err != nil {
 			return err
@@ -247,7 +247,7 @@ func run(o options) error {
 
 	if o.phases["cli"] {
 		logf("cli: vault kv get against vault read <provider>/creds/app, %d rounds", o.cliReads)
-		res.cli, err = measureCLI(ctx, v, []string{"storyden/creds/app", "dstor/creds/app", "storable/creds/app"}, 2, o.cliReads)
+		res.cli, err = measureCLI(ctx, v, []string{storydenCredsPath, "dstor/creds/app", "storable/creds/app"}, 2, o.cliReads)
 		if err != nil {
 			return err
 		}
@@ -255,7 +255,7 @@ func run(o options) error {
 
 	if o.pprofDir != "" {
 		err := profileVault(ctx, v, o.pprofDir, 8, map[string]string{
-			"kv": kvPath, "roles": "storable/roles/app", "storable-creds": "storable/creds/app", "storyden-creds": "storyden/creds/app",
+			"kv": kvPath, "roles": "storable/roles/app", "storable-creds": "storable/creds/app", "storyden-creds": storydenCredsPath,
 		})
 		if err != nil {
 			return err
@@ -341,7 +341,7 @@ func run(o options) error {
 		if profileDir == "" {
 			profileDir = filepath.Join(dir, "pprof")
 		}
-		if res.profile, err = profilePlugin(ctx, c, pprofAddr, profileDir, 8, "storyden/creds/app"); err != nil {
+		if res.profile, err = profilePlugin(ctx, c, pprofAddr, profileDir, 8, storydenCredsPath); err != nil {
 			return err
 		}
 	}

@@ -23,6 +23,10 @@ import (
 // `vault kv get secret/bench` makes (after its mount preflight).
 const kvPath = "secret/data/bench"
 
+// storydenCredsPath is the storyden credential the breakdown, the profile
+// and the side-by-side reads against `floor/upstream` take.
+const storydenCredsPath = "storyden/creds/app"
+
 // read GETs path and fails on an error or an empty answer.
 func read(ctx context.Context, c *api.Client, path string) error {
 	secret, err := c.Logical().ReadWithContext(ctx, path)

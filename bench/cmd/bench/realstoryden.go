@@ -57,7 +57,7 @@ func measureRealStoryden(ctx context.Context, c *api.Client, dir string, warm, n
 		if err != nil {
 			return nil, err
 		}
-		emulated, err := timedRead(ctx, c, "storyden/creds/app")
+		emulated, err := timedRead(ctx, c, storydenCredsPath)
 		if err != nil {
 			return nil, err
 		}
