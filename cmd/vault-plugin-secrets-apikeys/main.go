@@ -10,12 +10,12 @@ import (
 	"github.com/hashicorp/vault/sdk/plugin"
 
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/backend"
-	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/plugingc"
 	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/pluginlog"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/pluginruntime"
 )
 
 func main() {
-	plugingc.Tune()
+	pluginruntime.Tune()
 	meta := &api.PluginAPIClientMeta{}
 	flags := meta.FlagSet()
 	if err := flags.Parse(os.Args[1:]); err != nil {

@@ -18,8 +18,9 @@
 // plain and lease use framework Operations, so each pays the framework's own
 // per-request callback (ReplicationState); issue is routed through the
 // legacy Callbacks, which skip it, as the engine's creds path does
-// (backend/issuerouter.go). The process collects garbage as the engine's
-// does (internal/plugingc).
+// (backend/issuerouter.go). The process runs with the engine's runtime
+// settings (internal/pluginruntime: its garbage collector and GOMAXPROCS), so
+// that the engine is compared with the floor by its code alone.
 package main
 
 import (
@@ -37,14 +38,14 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/sdk/plugin"
 
-	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/plugingc"
+	"github.com/vault-plugin-secrets-apikeys/vault-plugin-secrets-apikeys/internal/pluginruntime"
 )
 
 // secretType is the type of the leases the "lease" path returns.
 const secretType = "floor"
 
 func main() {
-	plugingc.Tune()
+	pluginruntime.Tune()
 	meta := &api.PluginAPIClientMeta{}
 	if err := meta.FlagSet().Parse(os.Args[1:]); err != nil {
 		fatal(err)
