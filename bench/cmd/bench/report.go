@@ -391,6 +391,11 @@ func chart(res *results) string {
 	bar := group * 0.8 / float64(len(ss))
 	for i, p := range providers {
 		gx := left + float64(i)*group + group*0.1
+		if target, ok := kvTargets[p]; ok {
+			// Under the bars, so that their values stay readable across it.
+			w(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#c53030" stroke-dasharray="6 4" stroke-width="1.5"><title>%s target: p50 ≤ %g× at 0 ms</title></line>`+"\n",
+				gx-group*0.05, y(target), gx+group*0.85, y(target), p, target)
+		}
 		for j, s := range ss {
 			for _, r := range res.latency {
 				if r.provider != p || r.latencyMS != s.latency {
@@ -403,10 +408,6 @@ func chart(res *results) string {
 			}
 		}
 		w(`<text x="%.1f" y="%.0f" text-anchor="middle" font-size="13">%s</text>`+"\n", left+float64(i)*group+group/2, top+ph+18, p)
-		if target, ok := kvTargets[p]; ok {
-			w(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#c53030" stroke-dasharray="6 4" stroke-width="1.5"><title>%s target: p50 ≤ %g× at 0 ms</title></line>`+"\n",
-				gx-group*0.05, y(target), gx+group*0.85, y(target), p, target)
-		}
 	}
 	w(`<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#4a5568"/>`+"\n", left, top+ph, left+pw, top+ph)
 	for j, s := range ss {

@@ -159,8 +159,8 @@ func scalingChart(w func(string, ...any), rs []scaleResult, left, top, pw, ph fl
 		v     float64
 		label string
 	}{{targetScale8, "target 8 clients"}, {targetScale32, "target 32 clients"}} {
-		w(`<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#c53030" stroke-dasharray="6 4" stroke-width="1.5"/><text x="%.0f" y="%.1f" font-size="10" fill="#c53030">%s %.0f×</text>`+"\n",
-			left, y(t.v), left+pw, y(t.v), left+pw+4, y(t.v)+4, t.label, t.v)
+		w(`<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#c53030" stroke-dasharray="6 4" stroke-width="1.5"><title>%s: %.0f×</title></line>`+"\n",
+			left, y(t.v), left+pw, y(t.v), t.label, t.v)
 	}
 	colors := map[int]string{1: "#553c9a", 8: "#805ad5", 32: "#d6bcfa"}
 	group := pw / float64(len(scaleProviders))
@@ -185,4 +185,7 @@ func scalingChart(w func(string, ...any), rs []scaleResult, left, top, pw, ph fl
 		lx := left + float64(j)*200
 		w(`<rect x="%.0f" y="%.0f" width="12" height="12" fill="%s"/><text x="%.0f" y="%.0f">%d concurrent clients</text>`+"\n", lx, top+ph+30, colors[n], lx+16, top+ph+40, n)
 	}
+	lx := left + float64(len(scaleClients))*200
+	w(`<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#c53030" stroke-dasharray="6 4" stroke-width="1.5"/><text x="%.0f" y="%.0f">targets: %.0f× at 8 clients, %.0f× at 32</text>`+"\n",
+		lx, top+ph+36, lx+24, top+ph+36, lx+28, top+ph+40, targetScale8, targetScale32)
 }
