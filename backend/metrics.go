@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -296,7 +297,10 @@ func (b *backend) gauges(ctx context.Context, s logical.Storage) ([]family, erro
 			live.Samples = append(live.Samples, sample{Labels: map[string]string{"connection": name, "provider": entry.Provider, "role": role}, Value: float64(n)})
 		}
 	}
-	out := []family{live, age, period}
+	procs := family{Name: metricPrefix + "plugin_gomaxprocs", Type: "gauge",
+		Help:    "Processors the plugin process runs its Go code on (GOMAXPROCS): 1 unless its environment sets it.",
+		Samples: []sample{{Labels: map[string]string{}, Value: float64(runtime.GOMAXPROCS(0))}}}
+	out := []family{live, age, period, procs}
 	for i := range out {
 		sortSamples(out[i].Samples)
 	}
