@@ -20,12 +20,11 @@ const DefaultGCPercent = 400
 // DefaultMaxProcs is the plugin's GOMAXPROCS unless its environment sets one.
 // A request to the plugin is a chain of short waits on other processes: on
 // Vault for the request, each storage write and the answer, on the upstream
-// for its call. Go wakes an idle processor for every goroutine one of those
-// waits readies, and with more than one the plugin spent a fifth of its CPU
-// and a tenth of a credential's time waking threads on cores Vault was using,
-// while its own work per credential is a third of Vault's. Under load one
-// processor still served more credentials per second than Vault could
-// register (docs/benchmarks.md, "GOMAXPROCS").
+// for its call. With an idle processor Go wakes a thread for the goroutines
+// those waits ready, on cores Vault is using: with two, the plugin took 10–28 %
+// more CPU per credential and up to 16 % more time, while its own work per
+// credential is about half of Vault's. On one, it served as many
+// credentials a second at 8 and 32 clients (docs/benchmarks.md, "GOMAXPROCS").
 const DefaultMaxProcs = 1
 
 // setting returns the value to set for the environment variable name, or
