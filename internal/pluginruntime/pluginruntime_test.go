@@ -3,6 +3,7 @@ package pluginruntime
 import "testing"
 
 func TestSetting(t *testing.T) {
+	defaults := map[string]int{"GOGC": DefaultGCPercent, "GOMAXPROCS": DefaultMaxProcs}
 	for _, tc := range []struct {
 		name, env string
 		value     int
@@ -20,7 +21,6 @@ func TestSetting(t *testing.T) {
 			}
 			return ""
 		}
-		defaults := map[string]int{"GOGC": DefaultGCPercent, "GOMAXPROCS": DefaultMaxProcs}
 		value, set := setting(getenv, tc.name, defaults[tc.name])
 		if value != tc.value || set != tc.set {
 			t.Errorf("%s=%q: setting = %d, %t; want %d, %t", tc.name, tc.env, value, set, tc.value, tc.set)
